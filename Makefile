@@ -1,0 +1,147 @@
+# shopd — one non-recursive Makefile.
+#
+#   make            build build/shopd (release)
+#   make run        install missing packages, build, start with demo data on SQLite
+#   make test       unit tests (Criterion) + integration tests (node:test, real binary)
+#   make asan       the same tests against an AddressSanitizer + UBSan build
+#   make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS
+#   make bench      benchmarks (see docs/benchmarks.md)
+#   make format     clang-format the sources
+#   make check-deps verify that includes point down the layer stack
+#
+# Objects live under build/<variant>/; V=1 shows the commands.
+
+VERSION := $(shell cat VERSION)
+VARIANT ?= release
+BUILD := build/$(VARIANT)
+CC ?= cc
+
+PKGS := libuv jansson libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
+ifeq ($(CI),true)
+WERROR ?= -Werror
+endif
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DSHOPD_VERSION='"$(VERSION)"' -Isrc $(PKG_CFLAGS) $(WARN) $(WERROR) -MMD -MP
+LIBS := $(PKG_LIBS) -lhttp_parser -lm
+
+ifeq ($(VARIANT),asan)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDOPT := -fsanitize=address,undefined
+else
+OPT := -O2 -g
+LDOPT :=
+endif
+CFLAGS ?=
+ALL_CFLAGS := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRCS := $(sort $(wildcard src/*/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/src/main.o
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/*.c))
+UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+FUZZ_SRCS := $(sort $(wildcard fuzz/*.c))
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+
+ifeq ($(VARIANT),release)
+BIN := build/shopd
+else
+BIN := $(BUILD)/shopd
+endif
+UNIT_BIN := $(BUILD)/unit-tests
+
+.PHONY: all run test unit integration asan fuzz bench clean format check-deps deps test-deps
+
+all: $(BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libshopd.a: $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(MAIN_OBJ) $(BUILD)/libshopd.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDOPT) -o $@ $^ $(LIBS)
+
+$(UNIT_BIN): $(UNIT_OBJS) $(BUILD)/libshopd.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDOPT) -o $@ $^ $(LIBS) $(shell pkg-config --libs criterion)
+
+deps:
+	@scripts/install-deps
+
+test-deps:
+	@scripts/install-deps --test
+
+run: deps
+	$(MAKE) all
+	$(BIN) serve --config config/ecommerce.json --data-dir ./data
+
+unit: $(UNIT_BIN)
+	$(UNIT_BIN) --jobs 2
+
+integration: $(BIN)
+	SHOPD_BIN=$(abspath $(BIN)) node --test --test-concurrency=2 tests/integration/
+
+test: test-deps
+	$(MAKE) unit integration
+
+asan:
+	$(MAKE) VARIANT=asan unit integration
+
+FUZZ_BUILD := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $< (fuzz)")
+	$(Q)clang $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/%: $(FUZZ_BUILD)/fuzz/%.o $(FUZZ_LIB_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+	@for t in $(FUZZ_BINS); do \
+	  name=$$(basename $$t); \
+	  mkdir -p build/fuzz/corpus/$$name; \
+	  echo "fuzzing $$name for $(FUZZ_SECONDS)s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $$( [ -f fuzz/$$name.dict ] && echo -dict=fuzz/$$name.dict ) \
+	    build/fuzz/corpus/$$name fuzz/corpus/$$name || exit 1; \
+	done
+
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bench/%)
+build/bench/%: bench/%.c
+	@mkdir -p build/bench
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -o $@ $< $(shell pkg-config --cflags --libs jansson) -lm
+
+bench: deps $(BIN) $(BENCH_BINS)
+	bench/run.sh
+
+format:
+	clang-format -i $(LIB_SRCS) src/main.c $(wildcard src/*/*.h) $(UNIT_SRCS) $(FUZZ_SRCS) $(BENCH_SRCS)
+
+check-deps:
+	@scripts/check-deps
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJS:.o=.d) $(FUZZ_LIB_OBJS:.o=.d)

@@ -1,0 +1,40 @@
+/* A growable byte buffer with a hard cap. Everything the network feeds lands in one
+ * of these, so every append says whether it fit: a buffer never grows past `max`.
+ * The storage is released when the buffer empties out (buf_reset with release), so
+ * idle connections hold no buffer memory. */
+#ifndef SHOPD_CORE_BUF_H
+#define SHOPD_CORE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max; /* 0 = unlimited (for server-built output whose size we control) */
+} buf_t;
+
+void buf_init(buf_t *b, size_t max);
+void buf_cleanup(buf_t *b); /* frees storage; the struct may be reused after buf_init */
+
+/* Appends n bytes. Returns 0, or -1 (and appends nothing) when the cap would be passed. */
+int buf_append(buf_t *b, const void *p, size_t n);
+int buf_append_str(buf_t *b, const char *s);
+int buf_append_char(buf_t *b, char c);
+int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* Removes the first n bytes (n <= len). */
+void buf_consume(buf_t *b, size_t n);
+/* Makes room for n more bytes and returns a pointer to them; commit with buf_commit. */
+char *buf_reserve(buf_t *b, size_t n);
+void buf_commit(buf_t *b, size_t n);
+/* Empties the buffer and frees its storage. */
+void buf_release(buf_t *b);
+/* Returns the contents as a NUL-terminated string (the NUL is not counted in len). */
+const char *buf_cstr(buf_t *b);
+/* Hands the storage to the caller (NUL-terminated) and leaves the buffer empty. */
+char *buf_take(buf_t *b, size_t *len_out);
+
+#endif

@@ -1,0 +1,118 @@
+/* JSON writer matching JSON.stringify's output (see json.h). */
+#include "core/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void json_write_string(buf_t *out, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    buf_append_char(out, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        buf_append(out, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': buf_append(out, "\\\"", 2); break;
+        case '\\': buf_append(out, "\\\\", 2); break;
+        case '\b': buf_append(out, "\\b", 2); break;
+        case '\f': buf_append(out, "\\f", 2); break;
+        case '\n': buf_append(out, "\\n", 2); break;
+        case '\r': buf_append(out, "\\r", 2); break;
+        case '\t': buf_append(out, "\\t", 2); break;
+        default: {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_append(out, e, 6);
+        }
+        }
+    }
+    buf_append(out, s + run, len - run);
+    buf_append_char(out, '"');
+}
+
+void json_write_double(buf_t *out, double d) {
+    char tmp[40];
+    if (!isfinite(d)) {
+        buf_append(out, "null", 4); /* what JSON.stringify does with NaN and Infinity */
+        return;
+    }
+    if (d == 0) {
+        buf_append_char(out, '0');
+        return;
+    }
+    if (d == trunc(d) && fabs(d) < 1e21) {
+        snprintf(tmp, sizeof tmp, "%.0f", d);
+        buf_append_str(out, tmp);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+        if (strtod(tmp, NULL) == d) break;
+    }
+    /* Turn C's exponent "e-07"/"e+21" into JavaScript's "e-7"/"e+21". */
+    char *e = strchr(tmp, 'e');
+    if (e) {
+        char *digits = e + 2;
+        char *nz = digits;
+        while (*nz == '0' && nz[1]) nz++;
+        memmove(digits, nz, strlen(nz) + 1);
+    }
+    buf_append_str(out, tmp);
+}
+
+void json_write(buf_t *out, const json_t *v) {
+    if (!v) {
+        buf_append(out, "null", 4);
+        return;
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        buf_append_char(out, '{');
+        const char *key;
+        json_t *val;
+        int first = 1;
+        json_object_foreach((json_t *)v, key, val) {
+            if (!first) buf_append_char(out, ',');
+            first = 0;
+            json_write_string(out, key, strlen(key));
+            buf_append_char(out, ':');
+            json_write(out, val);
+        }
+        buf_append_char(out, '}');
+        break;
+    }
+    case JSON_ARRAY: {
+        buf_append_char(out, '[');
+        size_t n = json_array_size(v);
+        for (size_t i = 0; i < n; i++) {
+            if (i) buf_append_char(out, ',');
+            json_write(out, json_array_get(v, i));
+        }
+        buf_append_char(out, ']');
+        break;
+    }
+    case JSON_STRING:
+        json_write_string(out, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER: {
+        char tmp[24];
+        snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        buf_append_str(out, tmp);
+        break;
+    }
+    case JSON_REAL: json_write_double(out, json_real_value(v)); break;
+    case JSON_TRUE: buf_append(out, "true", 4); break;
+    case JSON_FALSE: buf_append(out, "false", 5); break;
+    case JSON_NULL: buf_append(out, "null", 4); break;
+    }
+}
+
+char *json_write_dup(const json_t *v, size_t *len_out) {
+    buf_t b;
+    buf_init(&b, 0);
+    json_write(&b, v);
+    return buf_take(&b, len_out);
+}

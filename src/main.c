@@ -1,0 +1,185 @@
+/* shopd: wiring only. Configuration → modules → uv_run, and the graceful stop on
+ * SIGTERM/SIGINT (a second signal cuts the grace period short). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "app/config.h"
+#include "app/ops.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "net/router.h"
+#include "net/server.h"
+#include "net/static_files.h"
+#include "realtime/realtime.h"
+
+typedef struct {
+    uv_loop_t *loop;
+    config_t *cfg;
+    server_t *server;
+    realtime_t *rt;
+    uv_signal_t sigterm, sigint;
+    uv_prepare_t log_flush;
+    int signals_seen;
+} app_t;
+
+static char log_buffer[64 * 1024];
+
+/* Logs are buffered and written once per loop iteration, before the loop blocks. */
+static void on_log_flush(uv_prepare_t *h) {
+    (void)h;
+    fflush(stderr);
+}
+
+static void close_handle(uv_handle_t *h) {
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_stopped(void *arg) {
+    app_t *app = arg;
+    log_info("server.stopped", "uptime_ms=%lld", (long long)(clock_now_ms() - metrics.started_ms));
+    server_close_handles(app->server);
+    realtime_close_handles(app->rt);
+    close_handle((uv_handle_t *)&app->sigterm);
+    close_handle((uv_handle_t *)&app->sigint);
+    close_handle((uv_handle_t *)&app->log_flush);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    app_t *app = h->data;
+    if (++app->signals_seen > 1) {
+        log_warn("server.abort", "signal=%d", signum);
+        server_abort(app->server);
+        return;
+    }
+    uint64_t grace = app->cfg->shutdown_grace_ms;
+    log_info("server.stopping", "signal=%d grace_ms=%llu", signum, (unsigned long long)grace);
+    realtime_shutdown_notice(app->rt, grace);
+    server_shutdown(app->server, grace, on_stopped, app);
+}
+
+static int ensure_dir(const char *path, char *err, size_t errlen) {
+    if (mkdir(path, 0750) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    }
+    snprintf(err, errlen, "cannot use data directory %s: %s", path,
+             errno == EEXIST ? "not a directory" : strerror(errno));
+    return -1;
+}
+
+static int serve(config_t *cfg) {
+    char err[512];
+    int rc = 2;
+    app_t app;
+    memset(&app, 0, sizeof app);
+    app.cfg = cfg;
+    app.loop = uv_default_loop();
+    metrics.started_ms = clock_now_ms();
+
+    if (ensure_dir(cfg->data_dir, err, sizeof err) < 0) {
+        fprintf(stderr, "shopd: %s\n", err);
+        return 2;
+    }
+
+    router_t *router = router_new();
+    ops_register(router, &app.server);
+    static_files_t *files = static_files_new(cfg->public_dir);
+    if (files) router_add(router, "GET", "/*", static_files_handler, files);
+    else log_warn("static.disabled", "dir=%s reason=not_found", cfg->public_dir);
+
+    realtime_config_t rcfg = {
+        .requires_auth = false,
+        .heartbeat_interval_ms = cfg->heartbeat_interval_ms,
+        .heartbeat_timeout_ms = cfg->heartbeat_timeout_ms,
+        .max_buffered_bytes = cfg->backpressure_max_buffered,
+        .high_water_mark = cfg->backpressure_high_water,
+    };
+    app.rt = realtime_new(app.loop, &rcfg);
+
+    server_config_t scfg = {
+        .host = cfg->host,
+        .port = cfg->port,
+        .ws_path = cfg->path,
+        .max_body = cfg->http_max_body,
+        .max_message = cfg->max_payload_bytes,
+        .header_timeout_ms = cfg->http_header_timeout_ms,
+        .idle_timeout_ms = cfg->http_idle_timeout_ms,
+        .max_connections = cfg->http_max_connections,
+        .max_output_bytes = cfg->backpressure_max_buffered * 4,
+    };
+    app.server = server_new(app.loop, &scfg, router, realtime_ws_handlers(), app.rt);
+    int port = 0;
+    if (server_listen(app.server, &port, err, sizeof err) < 0) {
+        fprintf(stderr, "shopd: %s\n", err);
+        server_close_handles(app.server);
+        realtime_close_handles(app.rt);
+        uv_run(app.loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+
+    uv_signal_init(app.loop, &app.sigterm);
+    uv_signal_init(app.loop, &app.sigint);
+    app.sigterm.data = app.sigint.data = &app;
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_prepare_init(app.loop, &app.log_flush);
+    uv_prepare_start(&app.log_flush, on_log_flush);
+    uv_unref((uv_handle_t *)&app.log_flush);
+
+    printf("listening on http://%s:%d\n", cfg->host, port);
+    fflush(stdout);
+    log_info("server.started", "version=%s host=%s port=%d ws_path=%s data_dir=%s", SHOPD_VERSION,
+             cfg->host, port, cfg->path, cfg->data_dir);
+
+    uv_run(app.loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    fflush(stderr);
+    if (uv_loop_close(app.loop) != 0) {
+        fprintf(stderr, "shopd: handles still open at exit\n");
+        uv_print_all_handles(app.loop, stderr);
+    }
+    server_free(app.server);
+    realtime_free(app.rt);
+    static_files_free(files);
+    router_free(router);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    config_t cfg;
+    char err[512] = "";
+    signal(SIGPIPE, SIG_IGN);
+    if (config_load(&cfg, argc, argv, err, sizeof err) < 0) {
+        fprintf(stderr, "shopd: %s\n", err);
+        config_cleanup(&cfg);
+        return 2;
+    }
+    int rc = 0;
+    switch (cfg.command) {
+    case CONFIG_VERSION: printf("shopd %s\n", SHOPD_VERSION); break;
+    case CONFIG_HELP: fputs(config_usage(), stdout); break;
+    case CONFIG_MIGRATE: {
+        if (ensure_dir(cfg.data_dir, err, sizeof err) < 0) {
+            fprintf(stderr, "shopd: %s\n", err);
+            rc = 2;
+            break;
+        }
+        printf("migrations: up to date\n");
+        break;
+    }
+    case CONFIG_SERVE:
+        setvbuf(stderr, log_buffer, _IOFBF, sizeof log_buffer);
+        log_setup(cfg.log_format, cfg.log_level);
+        rc = serve(&cfg);
+        break;
+    }
+    config_cleanup(&cfg);
+    return rc;
+}

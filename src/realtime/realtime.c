@@ -1,0 +1,282 @@
+/* Sessions, dispatch and in-order responses of the realtime protocol (see realtime.h).
+ *
+ * Each session keeps a FIFO of its calls. A call that is answered is serialised at
+ * once, but it is written only when every earlier call of the session has been
+ * written, which is what keeps responses in request order when some handlers answer
+ * later than others. A session outlives its connection while calls are pending:
+ * their answers are then dropped, and the last one frees the session. */
+#include "realtime/realtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/strmap.h"
+#include "realtime/codec.h"
+
+typedef struct {
+    rt_handler_fn fn;
+    void *udata;
+} rt_route_t;
+
+struct realtime {
+    uv_loop_t *loop;
+    realtime_config_t cfg;
+    strmap_t routes;
+    rt_session_t *sessions;
+    size_t session_count;
+    uv_timer_t heartbeat;
+    bool heartbeat_on;
+    buf_t scratch; /* frame being serialised */
+};
+
+struct rt_call {
+    rt_session_t *session;
+    json_t *req;
+    bool answered;
+    char *frame; /* the serialised answer, until written */
+    size_t frame_len;
+    rt_call_t *next;
+};
+
+struct rt_session {
+    realtime_t *rt;
+    conn_t *conn; /* NULL once the connection is gone */
+    int64_t connected_at;
+    rt_call_t *head, *tail;
+    bool awaiting_pong;
+    uint64_t ping_sent_ms;
+    rt_session_t *prev, *next;
+};
+
+/* ---- sessions ---- */
+
+uint64_t rt_session_id(const rt_session_t *s) { return s->conn ? conn_id(s->conn) : 0; }
+conn_t *rt_session_conn(const rt_session_t *s) { return s->conn; }
+int64_t rt_session_connected_at(const rt_session_t *s) { return s->connected_at; }
+size_t realtime_session_count(const realtime_t *rt) { return rt->session_count; }
+
+static void session_send(rt_session_t *s, const char *frame, size_t len) {
+    if (s->conn) conn_ws_send_text(s->conn, frame, len);
+}
+
+int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
+                    const json_t *data) {
+    if (!s->conn) return -1;
+    realtime_t *rt = s->rt;
+    double limit = (double)rt->cfg.max_buffered_bytes * rt->cfg.high_water_mark;
+    if ((double)conn_queued_bytes(s->conn) >= limit) return 1;
+    buf_release(&rt->scratch);
+    rt_write_push(&rt->scratch, channel, subscription_id, data);
+    return conn_ws_send_text(s->conn, rt->scratch.data, rt->scratch.len) < 0 ? -1 : 0;
+}
+
+static void session_free(rt_session_t *s) { free(s); }
+
+/* Writes every answered call at the head of the queue, in order. */
+static void session_drain(rt_session_t *s) {
+    while (s->head && s->head->answered) {
+        rt_call_t *c = s->head;
+        s->head = c->next;
+        if (!s->head) s->tail = NULL;
+        session_send(s, c->frame, c->frame_len);
+        free(c->frame);
+        json_decref(c->req);
+        free(c);
+    }
+    if (!s->conn && !s->head) session_free(s);
+}
+
+/* ---- calls ---- */
+
+const json_t *rt_call_request(const rt_call_t *call) { return call->req; }
+const char *rt_call_type(const rt_call_t *call) {
+    return json_string_value(json_object_get(call->req, "type"));
+}
+rt_session_t *rt_call_session(const rt_call_t *call) {
+    return call->session->conn ? call->session : NULL;
+}
+
+static void call_finish(rt_call_t *call, buf_t *frame) {
+    call->frame = buf_take(frame, &call->frame_len);
+    call->answered = true;
+    session_drain(call->session);
+}
+
+void rt_call_result(rt_call_t *call, json_t *data) {
+    buf_t b;
+    buf_init(&b, 0);
+    rt_write_result(&b, json_object_get(call->req, "id"), data);
+    json_decref(data);
+    call_finish(call, &b);
+}
+
+void rt_call_error(rt_call_t *call, const err_t *err) {
+    buf_t b;
+    buf_init(&b, 0);
+    rt_write_error(&b, json_object_get(call->req, "id"), err);
+    call_finish(call, &b);
+}
+
+/* ---- connection events ---- */
+
+static void rt_on_open(conn_t *conn, void *udata) {
+    realtime_t *rt = udata;
+    rt_session_t *s = xcalloc(1, sizeof *s);
+    s->rt = rt;
+    s->conn = conn;
+    s->connected_at = clock_now_ms();
+    s->next = rt->sessions;
+    if (rt->sessions) rt->sessions->prev = s;
+    rt->sessions = s;
+    rt->session_count++;
+    conn_set_udata(conn, s);
+
+    buf_release(&rt->scratch);
+    rt_write_welcome(&rt->scratch, s->connected_at, rt->cfg.requires_auth);
+    session_send(s, rt->scratch.data, rt->scratch.len);
+}
+
+static void rt_on_close(conn_t *conn, void *udata) {
+    realtime_t *rt = udata;
+    rt_session_t *s = conn_get_udata(conn);
+    if (!s) return;
+    if (s->prev) s->prev->next = s->next;
+    else rt->sessions = s->next;
+    if (s->next) s->next->prev = s->prev;
+    rt->session_count--;
+    s->conn = NULL;
+    conn_set_udata(conn, NULL);
+    if (!s->head) session_free(s);
+}
+
+static void rt_send_invalid(rt_session_t *s, const err_t *err) {
+    realtime_t *rt = s->rt;
+    /* Frame-level errors are answered at once; they have no id to order by, but
+     * the queue is kept so they never overtake earlier answers. */
+    rt_call_t *c = xcalloc(1, sizeof *c);
+    c->session = s;
+    buf_release(&rt->scratch);
+    rt_write_error(&rt->scratch, NULL, err);
+    c->frame = xmemdup(rt->scratch.data, rt->scratch.len);
+    c->frame_len = rt->scratch.len;
+    c->answered = true;
+    if (s->tail) s->tail->next = c;
+    else s->head = c;
+    s->tail = c;
+    session_drain(s);
+}
+
+static void rt_on_text(conn_t *conn, char *data, size_t len, void *udata) {
+    realtime_t *rt = udata;
+    rt_session_t *s = conn_get_udata(conn);
+    if (!s) return;
+    err_t err = ERR_INIT;
+    json_t *msg = NULL;
+    switch (rt_frame_parse(data, len, &msg, &err)) {
+    case RT_FRAME_PONG:
+        s->awaiting_pong = false;
+        return;
+    case RT_FRAME_INVALID:
+        rt_send_invalid(s, &err);
+        err_clear(&err);
+        return;
+    case RT_FRAME_REQUEST:
+        break;
+    }
+
+    rt_call_t *call = xcalloc(1, sizeof *call);
+    call->session = s;
+    call->req = msg;
+    if (s->tail) s->tail->next = call;
+    else s->head = call;
+    s->tail = call;
+
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    rt_route_t *route = strmap_get(&rt->routes, type);
+    if (!route) {
+        err_set(&err, ERR_UNKNOWN_OPERATION, "Unknown operation \"%s\"", type);
+        rt_call_error(call, &err);
+        err_clear(&err);
+        return;
+    }
+    route->fn(call, route->udata);
+}
+
+static const server_ws_handlers_t rt_handlers = {rt_on_open, rt_on_text, rt_on_close};
+
+const server_ws_handlers_t *realtime_ws_handlers(void) { return &rt_handlers; }
+
+/* ---- heartbeat ---- */
+
+static void on_heartbeat(uv_timer_t *t) {
+    realtime_t *rt = t->data;
+    uint64_t now = clock_mono_ms();
+    int64_t wall = clock_now_ms();
+    buf_release(&rt->scratch);
+    rt_write_ping(&rt->scratch, wall);
+    rt_session_t *next;
+    for (rt_session_t *s = rt->sessions; s; s = next) {
+        next = s->next;
+        if (s->awaiting_pong) {
+            if (now - s->ping_sent_ms >= rt->cfg.heartbeat_timeout_ms) {
+                log_info("ws.heartbeat_timeout", "conn=%llu", (unsigned long long)rt_session_id(s));
+                conn_ws_close(s->conn, 4001, "heartbeat_timeout");
+            }
+            continue;
+        }
+        s->awaiting_pong = true;
+        s->ping_sent_ms = now;
+        session_send(s, rt->scratch.data, rt->scratch.len);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+realtime_t *realtime_new(uv_loop_t *loop, const realtime_config_t *cfg) {
+    realtime_t *rt = xcalloc(1, sizeof *rt);
+    rt->loop = loop;
+    rt->cfg = *cfg;
+    strmap_init(&rt->routes);
+    buf_init(&rt->scratch, 0);
+    uv_timer_init(loop, &rt->heartbeat);
+    rt->heartbeat.data = rt;
+    if (cfg->heartbeat_interval_ms > 0) {
+        uv_timer_start(&rt->heartbeat, on_heartbeat, cfg->heartbeat_interval_ms,
+                       cfg->heartbeat_interval_ms);
+        uv_unref((uv_handle_t *)&rt->heartbeat);
+        rt->heartbeat_on = true;
+    }
+    return rt;
+}
+
+void realtime_register(realtime_t *rt, const char *type, rt_handler_fn fn, void *udata) {
+    rt_route_t *r = xmalloc(sizeof *r);
+    r->fn = fn;
+    r->udata = udata;
+    free(strmap_put(&rt->routes, type, r));
+}
+
+void realtime_shutdown_notice(realtime_t *rt, uint64_t grace_ms) {
+    uv_timer_stop(&rt->heartbeat);
+    buf_release(&rt->scratch);
+    rt_write_shutdown(&rt->scratch, grace_ms);
+    for (rt_session_t *s = rt->sessions; s; s = s->next) session_send(s, rt->scratch.data, rt->scratch.len);
+}
+
+void realtime_close_handles(realtime_t *rt) {
+    if (!uv_is_closing((uv_handle_t *)&rt->heartbeat)) uv_close((uv_handle_t *)&rt->heartbeat, NULL);
+}
+
+void realtime_free(realtime_t *rt) {
+    if (!rt) return;
+    size_t it = 0;
+    void *v;
+    while (strmap_next(&rt->routes, &it, NULL, &v)) free(v);
+    strmap_cleanup(&rt->routes);
+    buf_cleanup(&rt->scratch);
+    free(rt);
+}

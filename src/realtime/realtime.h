@@ -1,0 +1,66 @@
+/* The realtime WebSocket protocol over the server's connections: a session per
+ * connection, the welcome, frame validation, a dispatch table by `type`, in-order
+ * responses, pushes with backpressure, heartbeat and the shutdown notice.
+ *
+ * Handlers are registered per operation type by the modules that implement them
+ * (store.*, rules.*, auth.*, server.*). A handler answers its call exactly once with
+ * rt_call_result() or rt_call_error(), either before it returns or later (work done
+ * off the loop); responses still leave in the order the requests arrived. Everything
+ * here runs on the loop thread. */
+#ifndef SHOPD_REALTIME_REALTIME_H
+#define SHOPD_REALTIME_REALTIME_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/err.h"
+#include "net/server.h"
+
+typedef struct realtime realtime_t;
+typedef struct rt_session rt_session_t;
+typedef struct rt_call rt_call_t;
+
+typedef struct {
+    bool requires_auth;
+    uint64_t heartbeat_interval_ms;
+    uint64_t heartbeat_timeout_ms;
+    size_t max_buffered_bytes;
+    double high_water_mark;
+} realtime_config_t;
+
+typedef void (*rt_handler_fn)(rt_call_t *call, void *udata);
+
+realtime_t *realtime_new(uv_loop_t *loop, const realtime_config_t *cfg);
+/* Frees the realtime layer; sessions must be gone (after the server closed). */
+void realtime_free(realtime_t *rt);
+/* Registers the handler for one operation type, e.g. "store.get". */
+void realtime_register(realtime_t *rt, const char *type, rt_handler_fn fn, void *udata);
+/* The callbacks to give server_new, with the realtime_t as their udata. */
+const server_ws_handlers_t *realtime_ws_handlers(void);
+/* Tells every client the server is stopping, and stops the heartbeat. */
+void realtime_shutdown_notice(realtime_t *rt, uint64_t grace_ms);
+/* Closes the heartbeat timer handle. */
+void realtime_close_handles(realtime_t *rt);
+size_t realtime_session_count(const realtime_t *rt);
+
+/* The request object (borrowed, valid until the call is answered). */
+const json_t *rt_call_request(const rt_call_t *call);
+const char *rt_call_type(const rt_call_t *call);
+/* The caller's session, or NULL when the connection has gone away meanwhile. */
+rt_session_t *rt_call_session(const rt_call_t *call);
+/* Answers the call; takes ownership of data (NULL answers null). */
+void rt_call_result(rt_call_t *call, json_t *data);
+/* Answers the call with an error; err stays the caller's. */
+void rt_call_error(rt_call_t *call, const err_t *err);
+
+uint64_t rt_session_id(const rt_session_t *s);
+conn_t *rt_session_conn(const rt_session_t *s);
+int64_t rt_session_connected_at(const rt_session_t *s);
+/* Sends a push unless the connection's queued output is at or above the high-water
+ * mark. Returns 0 when queued, 1 when dropped for backpressure, -1 when closing. */
+int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
+                    const json_t *data);
+
+#endif

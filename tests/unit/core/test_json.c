@@ -1,0 +1,47 @@
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "core/json.h"
+
+static char *dump(json_t *v) {
+    char *s = json_write_dup(v, NULL);
+    json_decref(v);
+    return s;
+}
+
+static void check(json_t *v, const char *want) {
+    char *s = dump(v);
+    cr_assert_str_eq(s, want);
+    free(s);
+}
+
+Test(json_write, numbers_print_like_javascript) {
+    check(json_real(0.1), "0.1");
+    check(json_real(2.0), "2");
+    check(json_real(-0.0), "0");
+    check(json_real(1.5e-7), "1.5e-7");
+    check(json_real(1e21), "1e+21");
+    check(json_real(123456.789), "123456.789");
+    check(json_real(0.1 + 0.2), "0.30000000000000004");
+    check(json_integer(-9007199254740991), "-9007199254740991");
+}
+
+Test(json_write, strings_escape_only_what_json_requires) {
+    check(json_string("a\"b\\c\n\t\x01 é"), "\"a\\\"b\\\\c\\n\\t\\u0001 é\"");
+}
+
+Test(json_write, objects_keep_insertion_order) {
+    json_t *o = json_object();
+    json_object_set_new(o, "z", json_integer(1));
+    json_object_set_new(o, "a", json_array());
+    json_array_append_new(json_object_get(o, "a"), json_true());
+    json_array_append_new(json_object_get(o, "a"), json_null());
+    json_object_set_new(o, "m", json_object());
+    check(o, "{\"z\":1,\"a\":[true,null],\"m\":{}}");
+}
+
+Test(json_write, null_pointer_writes_null) {
+    char *s = json_write_dup(NULL, NULL);
+    cr_assert_str_eq(s, "null");
+    free(s);
+}
