@@ -97,6 +97,7 @@ integration: $(BIN)
 	SHOPD_BIN=$(abspath $(BIN)) node --test --test-concurrency=2 tests/integration/
 
 test: test-deps
+	@scripts/check-deps
 	$(MAKE) unit integration
 
 asan:
