@@ -10,6 +10,7 @@
 
 #include "app/config.h"
 #include "app/ops.h"
+#include "app/setup.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -17,14 +18,20 @@
 #include "net/server.h"
 #include "net/static_files.h"
 #include "realtime/realtime.h"
+#include "realtime/store_api.h"
+#include "store/store.h"
+#include "store/subs.h"
 
 typedef struct {
     uv_loop_t *loop;
     config_t *cfg;
     server_t *server;
     realtime_t *rt;
+    store_t *store;
+    subs_t *subs;
     uv_signal_t sigterm, sigint;
     uv_prepare_t log_flush;
+    uv_prepare_t subs_flush;
     int signals_seen;
 } app_t;
 
@@ -35,6 +42,11 @@ static void on_log_flush(uv_prepare_t *h) {
     (void)h;
     fflush(stderr);
 }
+
+static void flush_subscriptions(void *udata) { subs_flush(udata); }
+
+/* A backstop for writes that did not come from a realtime request. */
+static void on_subs_prepare(uv_prepare_t *h) { subs_flush(h->data); }
 
 static void close_handle(uv_handle_t *h) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -48,6 +60,7 @@ static void on_stopped(void *arg) {
     close_handle((uv_handle_t *)&app->sigterm);
     close_handle((uv_handle_t *)&app->sigint);
     close_handle((uv_handle_t *)&app->log_flush);
+    close_handle((uv_handle_t *)&app->subs_flush);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -73,6 +86,29 @@ static int ensure_dir(const char *path, char *err, size_t errlen) {
     return -1;
 }
 
+static void db_path(const config_t *cfg, char *out, size_t len) {
+    snprintf(out, len, "%s/shopd.db", cfg->data_dir);
+}
+
+static metrics_extra_t subs_metrics[] = {
+    {"shopd_subscription_evaluations_total", "Query evaluations caused by committed changes.", "counter", NULL, NULL},
+    {"shopd_subscription_pushes_total", "Subscription results pushed to subscribers.", "counter", NULL, NULL},
+    {"shopd_subscription_shared_hits_total", "Subscriptions that joined an existing evaluation group.", "counter", NULL, NULL},
+    {"shopd_subscription_unchanged_total", "Evaluations whose result had not changed (no push).", "counter", NULL, NULL},
+    {"shopd_subscription_groups", "Live subscription groups.", "gauge", NULL, NULL},
+    {"shopd_subscriptions", "Live store subscriptions.", "gauge", NULL, NULL},
+};
+
+static void metrics_wire(const subs_t *subs) {
+    const subs_counters_t *c = subs_counters(subs);
+    const uint64_t *values[] = {&c->evaluations, &c->pushes, &c->shared_hits, &c->unchanged, &c->groups,
+                                &c->subscriptions};
+    for (size_t i = 0; i < sizeof subs_metrics / sizeof *subs_metrics; i++) {
+        subs_metrics[i].value = values[i];
+        metrics_register(&subs_metrics[i]);
+    }
+}
+
 static int serve(config_t *cfg) {
     char err[512];
     int rc = 2;
@@ -87,6 +123,23 @@ static int serve(config_t *cfg) {
         return 2;
     }
 
+    char path[4096];
+    db_path(cfg, path, sizeof path);
+    err_t e = ERR_INIT;
+    app.store = store_open(path, &e);
+    if (!app.store) {
+        fprintf(stderr, "shopd: %s\n", e.msg);
+        err_clear(&e);
+        return 2;
+    }
+    if (app_store_setup(app.store, cfg->doc, err, sizeof err) < 0) {
+        fprintf(stderr, "shopd: %s\n", err);
+        store_close(app.store);
+        return 2;
+    }
+    app.subs = subs_new(app.store, store_api_deliver);
+    metrics_wire(app.subs);
+
     router_t *router = router_new();
     ops_register(router, &app.server);
     static_files_t *files = static_files_new(cfg->public_dir);
@@ -99,8 +152,11 @@ static int serve(config_t *cfg) {
         .heartbeat_timeout_ms = cfg->heartbeat_timeout_ms,
         .max_buffered_bytes = cfg->backpressure_max_buffered,
         .high_water_mark = cfg->backpressure_high_water,
+        .max_subscriptions = cfg->max_subscriptions_per_connection,
     };
     app.rt = realtime_new(app.loop, &rcfg);
+    store_api_register(app.rt, app.store, app.subs);
+    realtime_after_request(app.rt, flush_subscriptions, app.subs);
 
     server_config_t scfg = {
         .host = cfg->host,
@@ -131,6 +187,12 @@ static int serve(config_t *cfg) {
     uv_prepare_init(app.loop, &app.log_flush);
     uv_prepare_start(&app.log_flush, on_log_flush);
     uv_unref((uv_handle_t *)&app.log_flush);
+    /* Started after the server's own flusher, so it runs before it (libuv runs the
+     * newest prepare handle first): pushes it makes go out in the same iteration. */
+    uv_prepare_init(app.loop, &app.subs_flush);
+    app.subs_flush.data = app.subs;
+    uv_prepare_start(&app.subs_flush, on_subs_prepare);
+    uv_unref((uv_handle_t *)&app.subs_flush);
 
     printf("listening on http://%s:%d\n", cfg->host, port);
     fflush(stdout);
@@ -147,6 +209,9 @@ out:
     }
     server_free(app.server);
     realtime_free(app.rt);
+    store_api_cleanup();
+    subs_free(app.subs);
+    store_close(app.store);
     static_files_free(files);
     router_free(router);
     return rc;
@@ -171,7 +236,17 @@ int main(int argc, char **argv) {
             rc = 2;
             break;
         }
-        printf("migrations: up to date\n");
+        char path[4096];
+        db_path(&cfg, path, sizeof path);
+        err_t e = ERR_INIT;
+        int n = store_migrate_path(path, &e);
+        if (n < 0) {
+            fprintf(stderr, "shopd: %s\n", e.msg);
+            err_clear(&e);
+            rc = 2;
+            break;
+        }
+        printf("migrations: %d applied\n", n);
         break;
     }
     case CONFIG_SERVE:

@@ -22,6 +22,11 @@ void buf_cleanup(buf_t *b) {
 
 void buf_release(buf_t *b) { buf_cleanup(b); }
 
+void buf_reset(buf_t *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
 /* Grows capacity to hold len + n + 1 bytes (one spare byte for a terminating NUL). */
 static int buf_grow(buf_t *b, size_t n) {
     if (b->max && (n > b->max || b->len > b->max - n)) return -1;

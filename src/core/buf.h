@@ -30,6 +30,8 @@ void buf_consume(buf_t *b, size_t n);
 /* Makes room for n more bytes and returns a pointer to them; commit with buf_commit. */
 char *buf_reserve(buf_t *b, size_t n);
 void buf_commit(buf_t *b, size_t n);
+/* Empties the buffer and keeps its storage (for long-lived scratch buffers). */
+void buf_reset(buf_t *b);
 /* Empties the buffer and frees its storage. */
 void buf_release(buf_t *b);
 /* Returns the contents as a NUL-terminated string (the NUL is not counted in len). */

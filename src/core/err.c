@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static const err_info_t err_table[ERR__COUNT] = {
     [ERR_NONE] = {"OK", 200, "OK"},
@@ -56,4 +57,20 @@ void err_clear(err_t *err) {
     err->details = NULL;
     err->code = ERR_NONE;
     err->msg[0] = '\0';
+}
+
+void err_prefix(err_t *err, const char *fmt, ...) {
+    if (!err) return;
+    char prefix[ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    if (n <= 0) return;
+    size_t plen = (size_t)n < sizeof prefix ? (size_t)n : sizeof prefix - 1;
+    size_t mlen = strlen(err->msg);
+    if (plen + mlen > ERR_MSG_MAX - 1) mlen = ERR_MSG_MAX - 1 - plen;
+    memmove(err->msg + plen, err->msg, mlen);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen + mlen] = '\0';
 }

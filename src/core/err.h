@@ -50,6 +50,8 @@ const char *err_code_name(err_code_t code);
 /* Sets code and message (printf-style), dropping any previous details. */
 void err_set(err_t *err, err_code_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Puts a printf-style prefix in front of the message (truncating to fit). */
+void err_prefix(err_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Attaches details; takes ownership of `details`. */
 void err_details_take(err_t *err, json_t *details);
 /* Frees details and resets the error to ERR_NONE. */

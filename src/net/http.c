@@ -26,8 +26,9 @@
 /* Room for the target, the header names and values (each NUL-terminated), the decoded
  * path and the query. The limits stop a request long before this, so a failed append
  * here means a bug in the accounting, not a big request. */
-#define HTTP_STRINGS_MAX                                                                       \
+#define HTTP_STRINGS_MAX                                                                           \
     (3 * (HTTP_MAX_TARGET + 1) + HTTP_MAX_HEADER_BYTES + 2 * HTTP_MAX_HEADERS + 64)
+_Static_assert(HTTP_STRINGS_MAX <= UINT16_MAX, "header offsets are 16 bits");
 /* A header line costs its name and value plus ": " and CRLF. */
 #define HTTP_HEADER_LINE_COST 4
 
@@ -43,8 +44,10 @@ struct http_reader {
     size_t max_body;
     http_request_t req; /* the request being read; moved out by http_reader_take */
     size_t target_len;
-    size_t name_off[HTTP_MAX_HEADERS]; /* offsets into req.strings_ until headers complete */
-    size_t value_off[HTTP_MAX_HEADERS];
+    /* Offsets into req.strings_ until the headers are complete; 16 bits keep a reader,
+     * which every connection holds, small. */
+    uint16_t name_off[HTTP_MAX_HEADERS];
+    uint16_t value_off[HTTP_MAX_HEADERS];
     size_t header_bytes; /* names + values + line cost, trailers included */
     http_piece_t last;
     bool headers_done;
@@ -65,14 +68,16 @@ static int http_reader_refuse(http_reader_t *r, int status, const char *reason) 
     return -1;
 }
 
-static bool http_is_ows(char c) { return c == ' ' || c == '\t'; }
+static bool http_is_ows(char c) {
+    return c == ' ' || c == '\t';
+}
 
 /* Ends the string the previous callbacks were building: the target, a header name
  * (whose value is then empty) or a header value (trailing whitespace trimmed, since
  * http-parser only skips the leading whitespace). */
 static int http_reader_end_piece(http_reader_t *r) {
     buf_t *s = &r->req.strings_;
-    size_t *value_off = r->req.header_count ? &r->value_off[r->req.header_count - 1] : NULL;
+    uint16_t *value_off = r->req.header_count ? &r->value_off[r->req.header_count - 1] : NULL;
 
     switch (r->last) {
     case PIECE_NONE:
@@ -81,7 +86,7 @@ static int http_reader_end_piece(http_reader_t *r) {
         break;
     case PIECE_FIELD:
         if (buf_append_char(s, '\0') < 0) return -1;
-        *value_off = s->len;
+        *value_off = (uint16_t)s->len;
         break;
     case PIECE_VALUE:
         while (s->len > *value_off && http_is_ows(s->data[s->len - 1])) s->len--;
@@ -101,6 +106,11 @@ static int on_url(http_parser *p, const char *at, size_t len) {
     http_reader_t *r = p->data;
     if (len > HTTP_MAX_TARGET - r->target_len)
         return http_reader_refuse(r, 414, "request target too long");
+    /* Debian builds http-parser without HTTP_PARSER_STRICT, which lets tabs and form
+     * feeds into the target. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)at[i] <= ' ' || at[i] == 0x7f)
+            return http_reader_refuse(r, 400, "invalid character in request target");
     if (buf_append(&r->req.strings_, at, len) < 0)
         return http_reader_refuse(r, 431, "request headers too large");
     r->target_len += len;
@@ -131,7 +141,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
             return http_reader_refuse(r, 431, "too many request headers");
         if (http_reader_end_piece(r) < 0)
             return http_reader_refuse(r, 431, "request headers too large");
-        r->name_off[r->req.header_count++] = s->len;
+        r->name_off[r->req.header_count++] = (uint16_t)s->len;
     }
     if (buf_append(s, at, len) < 0) return http_reader_refuse(r, 431, "request headers too large");
     r->last = PIECE_FIELD;
@@ -150,7 +160,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
     if (r->last == PIECE_FIELD) {
         if (buf_append_char(s, '\0') < 0)
             return http_reader_refuse(r, 431, "request headers too large");
-        r->value_off[r->req.header_count - 1] = s->len;
+        r->value_off[r->req.header_count - 1] = (uint16_t)s->len;
     }
     if (buf_append(s, at, len) < 0) return http_reader_refuse(r, 431, "request headers too large");
     r->last = PIECE_VALUE;
@@ -170,7 +180,8 @@ static void http_target_split(const char *t, size_t len, bool is_connect, size_t
     if (len && t[0] != '/') {
         struct http_parser_url u;
         http_parser_url_init(&u);
-        if (http_parser_parse_url(t, len, is_connect, &u) == 0 && (u.field_set & (1 << UF_SCHEMA))) {
+        if (http_parser_parse_url(t, len, is_connect, &u) == 0 &&
+            (u.field_set & (1 << UF_SCHEMA))) {
             *path_len = 0;
             if (u.field_set & (1 << UF_PATH)) {
                 *path_off = u.field_data[UF_PATH].off;
@@ -230,6 +241,17 @@ static int http_reader_set_strings(http_reader_t *r) {
     return 0;
 }
 
+/* Whether s is a non-empty token (RFC 9110 tchar). */
+static bool http_is_token(const char *s) {
+    if (!*s) return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && !strchr("!#$%&'*+-.^_`|~", c)) return false;
+    }
+    return true;
+}
+
 /* Framing and Host rules that http-parser leaves to us (or enforces only in part). */
 static int http_reader_check_headers(http_reader_t *r) {
     const http_request_t *req = &r->req;
@@ -238,6 +260,9 @@ static int http_reader_check_headers(http_reader_t *r) {
 
     for (size_t i = 0; i < req->header_count; i++) {
         const char *name = req->headers[i].name;
+        /* The non-strict parser takes "Content-Length : 5" as some other header and
+         * would read the body as the next request; RFC 9112 §5.1 asks for 400. */
+        if (!http_is_token(name)) return http_reader_refuse(r, 400, "invalid header name");
         if (strcasecmp(name, "Host") == 0) {
             hosts++;
         } else if (strcasecmp(name, "Content-Length") == 0) {
@@ -257,8 +282,7 @@ static int http_reader_check_headers(http_reader_t *r) {
      * leave the body length unknown. */
     if (encodings > 1 || (encodings && strcasecmp(encoding, "chunked") != 0))
         return http_reader_refuse(r, 400, "unsupported Transfer-Encoding");
-    if (lengths && r->parser.content_length != ULLONG_MAX &&
-        r->parser.content_length > r->max_body)
+    if (lengths && r->parser.content_length != ULLONG_MAX && r->parser.content_length > r->max_body)
         return http_reader_refuse(r, 413, "request body too large");
     return 0;
 }
@@ -267,7 +291,8 @@ static int on_headers_complete(http_parser *p) {
     http_reader_t *r = p->data;
     http_request_t *req = &r->req;
 
-    if (http_reader_end_piece(r) < 0) return http_reader_refuse(r, 431, "request headers too large");
+    if (http_reader_end_piece(r) < 0)
+        return http_reader_refuse(r, 431, "request headers too large");
     r->headers_done = true;
     req->method = (enum http_method)p->method;
     req->method_name = http_method_str(req->method);
@@ -401,13 +426,17 @@ void http_reader_take(http_reader_t *r, http_request_t *out) {
     http_reader_reset(r);
 }
 
-int http_reader_error_status(const http_reader_t *r) { return r->failed ? r->status : 0; }
+int http_reader_error_status(const http_reader_t *r) {
+    return r->failed ? r->status : 0;
+}
 
 const char *http_reader_error_reason(const http_reader_t *r) {
     return r->failed ? r->reason : NULL;
 }
 
-bool http_reader_in_request(const http_reader_t *r) { return r->started && !r->complete; }
+bool http_reader_in_request(const http_reader_t *r) {
+    return r->started && !r->complete;
+}
 
 const char *http_request_header(const http_request_t *req, const char *name) {
     for (size_t i = 0; i < req->header_count; i++)
@@ -464,17 +493,8 @@ void http_response_cleanup(http_response_t *res) {
     buf_cleanup(&res->body);
 }
 
-/* A header name is a non-empty token; checked so that no caller can split the
- * response by passing a name or value that holds CR or LF. */
-static bool http_is_token(const char *s) {
-    if (!*s) return false;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= ' ' || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c)) return false;
-    }
-    return true;
-}
-
+/* The name must be a token and the value free of CR and LF, so that no caller can
+ * split the response. */
 void http_response_header(http_response_t *res, const char *name, const char *value) {
     if (!http_is_token(name) || strpbrk(value, "\r\n")) {
         char quoted[80];
@@ -484,8 +504,8 @@ void http_response_header(http_response_t *res, const char *name, const char *va
     buf_printf(&res->headers, "%s: %s\r\n", name, value);
 }
 
-void http_response_set(http_response_t *res, int status, const char *content_type,
-                       const void *body, size_t len) {
+void http_response_set(http_response_t *res, int status, const char *content_type, const void *body,
+                       size_t len) {
     res->status = status;
     res->content_type = content_type;
     buf_consume(&res->body, res->body.len);
@@ -541,8 +561,10 @@ static void http_error_code(int status, char *out, size_t size) {
     size_t o = 0;
     for (; *text && o + 1 < size; text++) {
         char c = *text;
-        if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
-        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) c = '_';
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            c = '_';
         out[o++] = c;
     }
     out[o] = '\0';
@@ -558,50 +580,55 @@ void http_error_serialize(int status, const char *reason, bool keep_alive, buf_t
     http_response_cleanup(&res);
 }
 
+static const struct {
+    int status;
+    const char *text;
+} http_status_texts[] = {
+    {100, "Continue"},
+    {101, "Switching Protocols"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {402, "Payment Required"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Payload Too Large"},
+    {414, "URI Too Long"},
+    {415, "Unsupported Media Type"},
+    {416, "Range Not Satisfiable"},
+    {422, "Unprocessable Entity"},
+    {426, "Upgrade Required"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+    {505, "HTTP Version Not Supported"},
+};
+
 const char *http_status_text(int status) {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 422: return "Unprocessable Entity";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: break;
-    }
+    for (size_t i = 0; i < sizeof http_status_texts / sizeof http_status_texts[0]; i++)
+        if (http_status_texts[i].status == status) return http_status_texts[i].text;
     if (status >= 100 && status < 200) return "Informational";
     if (status >= 200 && status < 300) return "Success";
     if (status >= 300 && status < 400) return "Redirection";

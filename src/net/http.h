@@ -5,10 +5,10 @@
  * pipelined requests one at a time and answers them in order. Everything it keeps is
  * capped: the request target (HTTP_MAX_TARGET, else 414), the header block
  * (HTTP_MAX_HEADER_BYTES, else 431), the body (the configured limit, else 413).
- * Malformed or ambiguous requests (bad syntax, Content-Length twice with different
- * values, Content-Length together with Transfer-Encoding, bad chunk sizes, HTTP/1.1
- * without Host) fail with 400. A reader that failed stays failed: the connection
- * answers the status and closes.
+ * Malformed or ambiguous requests (bad syntax, Content-Length twice, Content-Length
+ * together with Transfer-Encoding, a Transfer-Encoding other than chunked, bad chunk
+ * sizes, HTTP/1.1 without Host or with two) fail with 400. A reader that failed stays
+ * failed: the connection answers the status and closes.
  *
  * Not thread-safe; one reader per connection. Nothing here touches libuv. */
 #ifndef SHOPD_NET_HTTP_H

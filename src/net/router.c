@@ -41,7 +41,9 @@ typedef struct {
     const char *path; /* req->path, or "" */
 } router_path_t;
 
-router_t *router_new(void) { return xcalloc(1, sizeof(router_t)); }
+router_t *router_new(void) {
+    return xcalloc(1, sizeof(router_t));
+}
 
 void router_free(router_t *r) {
     if (!r) return;
@@ -170,8 +172,7 @@ static bool router_route_serves(const router_route_t *rt, const char *method) {
            (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0);
 }
 
-static void router_match_fill(const router_route_t *rt, const router_path_t *p,
-                              router_match_t *m) {
+static void router_match_fill(const router_route_t *rt, const router_path_t *p, router_match_t *m) {
     m->param_count = 0;
     for (size_t i = 0; i < rt->seg_count; i++) {
         if (rt->segs[i][0] != ':') continue;

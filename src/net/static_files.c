@@ -219,8 +219,7 @@ void static_files_serve(const static_files_t *s, const http_request_t *req, cons
             real = NULL;
             goto not_found;
         }
-        if (!(real = static_resolve(s, full)) || (fd = static_open(real, &st)) < 0)
-            goto not_found;
+        if (!(real = static_resolve(s, full)) || (fd = static_open(real, &st)) < 0) goto not_found;
     }
     if (!S_ISREG(st.st_mode)) goto not_found;
     if (st.st_size > STATIC_MAX_FILE) {
@@ -229,8 +228,8 @@ void static_files_serve(const static_files_t *s, const http_request_t *req, cons
         goto not_found;
     }
 
-    unsigned long long mtime_ns =
-        (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec;
+    unsigned long long mtime_ns = (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
+                                  (unsigned long long)st.st_mtim.tv_nsec;
     snprintf(etag, sizeof etag, "\"%llx-%llx-%llx\"", (unsigned long long)st.st_size, mtime_ns,
              (unsigned long long)st.st_ino);
     const char *inm = http_request_header(req, "If-None-Match");

@@ -7,11 +7,13 @@
  * their answers are then dropped, and the last one frees the session. */
 #include "realtime/realtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/strmap.h"
@@ -31,6 +33,8 @@ struct realtime {
     uv_timer_t heartbeat;
     bool heartbeat_on;
     buf_t scratch; /* frame being serialised */
+    void (*after_fn)(void *);
+    void *after_udata;
 };
 
 struct rt_call {
@@ -42,8 +46,20 @@ struct rt_call {
     rt_call_t *next;
 };
 
+typedef struct rt_sub {
+    char *id;
+    void *handle;
+    rt_sub_release_fn release;
+    void *udata;
+    struct rt_sub *next;
+} rt_sub_t;
+
 struct rt_session {
     realtime_t *rt;
+    char *user_id;
+    rt_sub_t *subs;
+    size_t sub_count;
+    uint64_t next_sub;
     conn_t *conn; /* NULL once the connection is gone */
     int64_t connected_at;
     rt_call_t *head, *tail;
@@ -63,18 +79,99 @@ static void session_send(rt_session_t *s, const char *frame, size_t len) {
     if (s->conn) conn_ws_send_text(s->conn, frame, len);
 }
 
+int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscription_id,
+                        const char *data, size_t len) {
+    if (!s->conn) return -1;
+    realtime_t *rt = s->rt;
+    double limit = (double)rt->cfg.max_buffered_bytes * rt->cfg.high_water_mark;
+    if ((double)conn_queued_bytes(s->conn) >= limit) return 1;
+    buf_reset(&rt->scratch);
+    buf_append_str(&rt->scratch, "{\"type\":\"push\",\"channel\":");
+    json_write_string(&rt->scratch, channel, strlen(channel));
+    buf_append_str(&rt->scratch, ",\"subscriptionId\":");
+    json_write_string(&rt->scratch, subscription_id, strlen(subscription_id));
+    buf_append_str(&rt->scratch, ",\"data\":");
+    buf_append(&rt->scratch, data, len);
+    buf_append_char(&rt->scratch, '}');
+    return conn_ws_send_text(s->conn, rt->scratch.data, rt->scratch.len) < 0 ? -1 : 0;
+}
+
 int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
                     const json_t *data) {
     if (!s->conn) return -1;
     realtime_t *rt = s->rt;
     double limit = (double)rt->cfg.max_buffered_bytes * rt->cfg.high_water_mark;
     if ((double)conn_queued_bytes(s->conn) >= limit) return 1;
-    buf_release(&rt->scratch);
+    buf_reset(&rt->scratch);
     rt_write_push(&rt->scratch, channel, subscription_id, data);
     return conn_ws_send_text(s->conn, rt->scratch.data, rt->scratch.len) < 0 ? -1 : 0;
 }
 
-static void session_free(rt_session_t *s) { free(s); }
+static void session_free(rt_session_t *s) {
+    free(s->user_id);
+    free(s);
+}
+
+const char *rt_session_user_id(const rt_session_t *s) { return s->user_id; }
+
+void rt_session_set_user_id(rt_session_t *s, const char *user_id) {
+    free(s->user_id);
+    s->user_id = user_id ? xstrdup(user_id) : NULL;
+}
+
+static void session_release_subs(rt_session_t *s) {
+    while (s->subs) {
+        rt_sub_t *sub = s->subs;
+        s->subs = sub->next;
+        sub->release(sub->handle, sub->udata);
+        free(sub->id);
+        free(sub);
+    }
+    s->sub_count = 0;
+}
+
+void rt_session_next_sub_id(rt_session_t *s, char out[32]) {
+    snprintf(out, 32, "sub-%llu", (unsigned long long)++s->next_sub);
+}
+
+void rt_session_sub_attach(rt_session_t *s, const char *id, void *handle, rt_sub_release_fn release,
+                           void *udata) {
+    rt_sub_t *sub = xcalloc(1, sizeof *sub);
+    sub->id = xstrdup(id);
+    sub->handle = handle;
+    sub->release = release;
+    sub->udata = udata;
+    sub->next = s->subs;
+    s->subs = sub;
+    s->sub_count++;
+}
+
+int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn release) {
+    for (rt_sub_t **p = &s->subs; *p; p = &(*p)->next) {
+        rt_sub_t *sub = *p;
+        if (sub->release != release || strcmp(sub->id, id) != 0) continue;
+        *p = sub->next;
+        s->sub_count--;
+        sub->release(sub->handle, sub->udata);
+        free(sub->id);
+        free(sub);
+        return 0;
+    }
+    return -1;
+}
+
+size_t rt_session_sub_count(const rt_session_t *s) { return s->sub_count; }
+
+size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_release_fn release) {
+    size_t n = 0;
+    for (const rt_sub_t *sub = s->subs; sub; sub = sub->next) n += sub->release == release;
+    return n;
+}
+
+size_t realtime_max_subscriptions(const realtime_t *rt) { return rt->cfg.max_subscriptions; }
+rt_session_t *realtime_sessions(const realtime_t *rt) { return rt->sessions; }
+rt_session_t *rt_session_next(const rt_session_t *s) { return s->next; }
+realtime_t *rt_session_realtime(const rt_session_t *s) { return s->rt; }
 
 /* Writes every answered call at the head of the queue, in order. */
 static void session_drain(rt_session_t *s) {
@@ -114,6 +211,17 @@ void rt_call_result(rt_call_t *call, json_t *data) {
     call_finish(call, &b);
 }
 
+void rt_call_result_raw(rt_call_t *call, const char *json, size_t len) {
+    buf_t b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "{\"id\":");
+    json_write(&b, json_object_get(call->req, "id"));
+    buf_append_str(&b, ",\"type\":\"result\",\"data\":");
+    buf_append(&b, json, len);
+    buf_append_char(&b, '}');
+    call_finish(call, &b);
+}
+
 void rt_call_error(rt_call_t *call, const err_t *err) {
     buf_t b;
     buf_init(&b, 0);
@@ -135,7 +243,7 @@ static void rt_on_open(conn_t *conn, void *udata) {
     rt->session_count++;
     conn_set_udata(conn, s);
 
-    buf_release(&rt->scratch);
+    buf_reset(&rt->scratch);
     rt_write_welcome(&rt->scratch, s->connected_at, rt->cfg.requires_auth);
     session_send(s, rt->scratch.data, rt->scratch.len);
 }
@@ -148,6 +256,7 @@ static void rt_on_close(conn_t *conn, void *udata) {
     else rt->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     rt->session_count--;
+    session_release_subs(s);
     s->conn = NULL;
     conn_set_udata(conn, NULL);
     if (!s->head) session_free(s);
@@ -159,7 +268,7 @@ static void rt_send_invalid(rt_session_t *s, const err_t *err) {
      * the queue is kept so they never overtake earlier answers. */
     rt_call_t *c = xcalloc(1, sizeof *c);
     c->session = s;
-    buf_release(&rt->scratch);
+    buf_reset(&rt->scratch);
     rt_write_error(&rt->scratch, NULL, err);
     c->frame = xmemdup(rt->scratch.data, rt->scratch.len);
     c->frame_len = rt->scratch.len;
@@ -204,6 +313,12 @@ static void rt_on_text(conn_t *conn, char *data, size_t len, void *udata) {
         return;
     }
     route->fn(call, route->udata);
+    if (rt->after_fn) rt->after_fn(rt->after_udata);
+}
+
+void realtime_after_request(realtime_t *rt, void (*fn)(void *udata), void *udata) {
+    rt->after_fn = fn;
+    rt->after_udata = udata;
 }
 
 static const server_ws_handlers_t rt_handlers = {rt_on_open, rt_on_text, rt_on_close};
@@ -216,7 +331,7 @@ static void on_heartbeat(uv_timer_t *t) {
     realtime_t *rt = t->data;
     uint64_t now = clock_mono_ms();
     int64_t wall = clock_now_ms();
-    buf_release(&rt->scratch);
+    buf_reset(&rt->scratch);
     rt_write_ping(&rt->scratch, wall);
     rt_session_t *next;
     for (rt_session_t *s = rt->sessions; s; s = next) {
@@ -262,7 +377,7 @@ void realtime_register(realtime_t *rt, const char *type, rt_handler_fn fn, void 
 
 void realtime_shutdown_notice(realtime_t *rt, uint64_t grace_ms) {
     uv_timer_stop(&rt->heartbeat);
-    buf_release(&rt->scratch);
+    buf_reset(&rt->scratch);
     rt_write_shutdown(&rt->scratch, grace_ms);
     for (rt_session_t *s = rt->sessions; s; s = s->next) session_send(s, rt->scratch.data, rt->scratch.len);
 }

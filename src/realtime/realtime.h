@@ -28,6 +28,7 @@ typedef struct {
     uint64_t heartbeat_timeout_ms;
     size_t max_buffered_bytes;
     double high_water_mark;
+    size_t max_subscriptions; /* per connection, store and rules together */
 } realtime_config_t;
 
 typedef void (*rt_handler_fn)(rt_call_t *call, void *udata);
@@ -37,6 +38,8 @@ realtime_t *realtime_new(uv_loop_t *loop, const realtime_config_t *cfg);
 void realtime_free(realtime_t *rt);
 /* Registers the handler for one operation type, e.g. "store.get". */
 void realtime_register(realtime_t *rt, const char *type, rt_handler_fn fn, void *udata);
+/* Runs after every request has been answered (subscription flushing). */
+void realtime_after_request(realtime_t *rt, void (*fn)(void *udata), void *udata);
 /* The callbacks to give server_new, with the realtime_t as their udata. */
 const server_ws_handlers_t *realtime_ws_handlers(void);
 /* Tells every client the server is stopping, and stops the heartbeat. */
@@ -52,6 +55,8 @@ const char *rt_call_type(const rt_call_t *call);
 rt_session_t *rt_call_session(const rt_call_t *call);
 /* Answers the call; takes ownership of data (NULL answers null). */
 void rt_call_result(rt_call_t *call, json_t *data);
+/* Answers the call with JSON text (copied), e.g. a store result. */
+void rt_call_result_raw(rt_call_t *call, const char *json, size_t len);
 /* Answers the call with an error; err stays the caller's. */
 void rt_call_error(rt_call_t *call, const err_t *err);
 
@@ -62,5 +67,36 @@ int64_t rt_session_connected_at(const rt_session_t *s);
  * mark. Returns 0 when queued, 1 when dropped for backpressure, -1 when closing. */
 int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
                     const json_t *data);
+
+/* The session's user id (NULL when not logged in); borrowed. */
+const char *rt_session_user_id(const rt_session_t *s);
+/* Sets or clears (NULL) the session's user id. */
+void rt_session_set_user_id(rt_session_t *s, const char *user_id);
+
+/* Sends a push whose data is JSON text, under the same backpressure rule. */
+int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscription_id,
+                        const char *data, size_t len);
+
+/* ---- subscriptions held by a session (store and rules alike) ---- */
+
+typedef void (*rt_sub_release_fn)(void *handle, void *udata);
+
+/* Writes the session's next subscription id ("sub-N") into out. */
+void rt_session_next_sub_id(rt_session_t *s, char out[32]);
+/* Records a subscription; `release` runs when it is removed or the session ends. */
+void rt_session_sub_attach(rt_session_t *s, const char *id, void *handle, rt_sub_release_fn release,
+                           void *udata);
+/* Removes and releases a subscription. Returns 0, or -1 when the id is unknown.
+ * `release` must match for the subscription to be found (store vs rules). */
+int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn release);
+size_t rt_session_sub_count(const rt_session_t *s);
+/* Counts a session's subscriptions released with `release`. */
+size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_release_fn release);
+/* The per-connection limit from the configuration. */
+size_t realtime_max_subscriptions(const realtime_t *rt);
+/* Iterates sessions: for (s = realtime_sessions(rt); s; s = rt_session_next(s)). */
+rt_session_t *realtime_sessions(const realtime_t *rt);
+rt_session_t *rt_session_next(const rt_session_t *s);
+realtime_t *rt_session_realtime(const rt_session_t *s);
 
 #endif

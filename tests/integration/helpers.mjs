@@ -365,13 +365,16 @@ export function freePort() {
 export class RawSocket {
   constructor(sock) {
     this.sock = sock;
-    this.buf = Buffer.alloc(0);
+    this.chunks = [];
+    this.length = 0; /* bytes buffered, without joining the chunks */
+    this.need = 0; /* a reader needs at least this many bytes before it looks again */
     this.closed = false;
     this.error = null;
     this.waiters = new Set();
     sock.on('data', (d) => {
-      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-      this.wake();
+      this.chunks.push(d);
+      this.length += d.length;
+      if (this.length >= this.need || this.closed) this.wake();
     });
     sock.on('close', () => {
       this.closed = true;
@@ -400,6 +403,17 @@ export class RawSocket {
         reject(e);
       });
     });
+  }
+
+  /* What has arrived and not been taken yet, as one Buffer. */
+  get buf() {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0] || Buffer.alloc(0);
+  }
+
+  set buf(b) {
+    this.chunks = b.length ? [b] : [];
+    this.length = b.length;
   }
 
   wake() {
@@ -440,6 +454,7 @@ export class RawSocket {
       const cleanup = () => {
         clearTimeout(t);
         this.waiters.delete(check);
+        this.need = 0;
       };
       t = setTimeout(() => {
         cleanup();
@@ -454,8 +469,13 @@ export class RawSocket {
   readResponse({ head = false, timeout = 3000 } = {}) {
     return this.waitFor(
       () => {
+        if (this.length < this.need && !this.closed) return undefined;
         const r = parseResponse(this.buf, { head, closed: this.closed });
-        if (r) {
+        if (r && r.need) {
+          this.need = r.need;
+          if (!this.closed) return undefined;
+        } else if (r) {
+          this.need = 0;
           this.buf = this.buf.subarray(r.used);
           return r.res;
         }
@@ -531,7 +551,9 @@ export class RawSocket {
   }
 }
 
-/* Parses one HTTP/1.x response at the front of buf; null when incomplete. */
+/* Parses one HTTP/1.x response at the front of buf: { res, used }, or null when
+ * incomplete, or { need } when the head is complete and the body needs `need` bytes in
+ * all. */
 export function parseResponse(buf, { head = false, closed = false } = {}) {
   const end = buf.indexOf('\r\n\r\n');
   if (end < 0) return null;
@@ -574,7 +596,7 @@ export function parseResponse(buf, { head = false, closed = false } = {}) {
       body = Buffer.concat(parts);
     } else if (headers['content-length'] !== undefined) {
       const len = Number(headers['content-length']);
-      if (buf.length < pos + len) return null;
+      if (buf.length < pos + len) return { need: pos + len };
       body = buf.subarray(pos, pos + len);
       pos += len;
     } else {

@@ -29,19 +29,23 @@ async function assertExit(srv, ms, what) {
   assert.doesNotMatch(srv.stderr, /AddressSanitizer|LeakSanitizer|runtime error:/);
 }
 
-/* A keep-alive HTTP connection opened (and used once) before shutdown, so that a
- * request can still reach the server during the grace period even if the listener is
- * closed by then. */
-async function openKeepAlive(port) {
-  const s = await RawSocket.connect(port);
-  s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
-  assert.equal((await s.readResponse()).status, 200);
-  return s;
+/* Ways for a request to reach the server during the grace period, prepared before the
+ * signal: a keep-alive connection (used once) and a connection holding all of the
+ * request except its final CRLF. Whether the listener stays open, idle keep-alive
+ * connections survive, or only connections in the middle of a request are kept, one
+ * of them delivers the request. */
+async function prepare(port, bytes) {
+  const keepAlive = await RawSocket.connect(port);
+  keepAlive.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.equal((await keepAlive.readResponse()).status, 200);
+  const partial = await RawSocket.connect(port);
+  partial.write(bytes.subarray(0, bytes.length - 2));
+  await sleep(50);
+  return { keepAlive, partial, bytes };
 }
 
-/* Sends `bytes` during shutdown: on a new connection if the server still accepts,
- * otherwise on the pre-opened keep-alive connection. Returns the socket used. */
-async function sendDuringShutdown(port, keepAlive, bytes) {
+/* Sends the prepared request during shutdown. Returns { sock, via }. */
+async function sendDuringShutdown(port, prep) {
   let s;
   try {
     s = await RawSocket.connect(port, '127.0.0.1', 500);
@@ -49,18 +53,26 @@ async function sendDuringShutdown(port, keepAlive, bytes) {
     s = null;
   }
   if (s) {
-    s.write(bytes);
-    // If the new connection is closed without a reply, fall back to the old one.
+    s.write(prep.bytes);
     try {
       await s.waitFor(() => (s.buf.length ? true : undefined), 1000, 'a reply');
-      return s;
+      return { sock: s, via: 'new connection' };
     } catch {
       s.destroy();
     }
   }
-  assert.equal(keepAlive.closed, false, 'no way for a request to arrive during the grace period: the listener refuses and the idle keep-alive connection was closed');
-  keepAlive.write(bytes);
-  return keepAlive;
+  if (!prep.keepAlive.closed) {
+    prep.keepAlive.write(prep.bytes);
+    return { sock: prep.keepAlive, via: 'keep-alive connection' };
+  }
+  assert.equal(prep.partial.closed, false, 'no way for a request to arrive during the grace period: listener closed, idle keep-alive closed, and a connection in the middle of a request closed too');
+  prep.partial.write(prep.bytes.subarray(prep.bytes.length - 2));
+  return { sock: prep.partial, via: 'connection that was mid-request' };
+}
+
+function closeAll(prep) {
+  prep.keepAlive.destroy();
+  prep.partial.destroy();
 }
 
 function upgradeRequest() {
@@ -136,30 +148,30 @@ describe('lifecycle: graceful shutdown', () => {
 
   test('during the grace period /readyz answers 503 shutting_down', T, async () => {
     const srv = await start(1500);
-    const keep = await openKeepAlive(srv.port);
+    const prep = await prepare(srv.port, Buffer.from('GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n'));
     const c = await wsClient(srv.wsUrl());
     assert.deepEqual((await get(srv.port, '/readyz')).json(), { status: 'ready' });
     srv.signal('SIGTERM');
     await c.next(2000); // the notice: we are inside the grace period now
-    const s = await sendDuringShutdown(srv.port, keep, 'GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
-    const r = await s.readResponse();
-    assert.equal(r.status, 503);
+    const { sock: s, via } = await sendDuringShutdown(srv.port, prep);
+    const r = await s.readResponse().catch((e) => assert.fail(`/readyz sent during the grace period via the ${via}: ${e.message}`));
+    assert.equal(r.status, 503, `via ${via}`);
     assert.deepEqual(r.json(), { status: 'shutting_down' });
+    closeAll(prep);
     s.destroy();
-    keep.destroy();
     c.close();
     await assertExit(srv, 3000 + SLACK_MS, 'readyz during shutdown');
   });
 
   test('a WebSocket upgrade during the grace period is closed with 1001 server_shutting_down', T, async () => {
     const srv = await start(1500);
-    const keep = await openKeepAlive(srv.port);
+    const prep = await prepare(srv.port, upgradeRequest());
     const c = await wsClient(srv.wsUrl());
     srv.signal('SIGTERM');
     await c.next(2000);
-    const s = await sendDuringShutdown(srv.port, keep, upgradeRequest());
-    const r = await s.readResponse();
-    assert.equal(r.status, 101, `upgrade during shutdown answered ${r.status}`);
+    const { sock: s, via } = await sendDuringShutdown(srv.port, prep);
+    const r = await s.readResponse().catch((e) => assert.fail(`upgrade sent during the grace period via the ${via}: ${e.message}`));
+    assert.equal(r.status, 101, `upgrade during shutdown (via ${via}) answered ${r.status}`);
     const close = await s.readUntilClose(2000);
     assert.equal(close.code, 1001);
     assert.equal(close.reason, 'server_shutting_down');
@@ -167,8 +179,8 @@ describe('lifecycle: graceful shutdown', () => {
       !close.frames.some((f) => f.opcode === 1 && JSON.parse(f.text).type === 'welcome'),
       'a refused connection should not be welcomed',
     );
+    closeAll(prep);
     s.destroy();
-    keep.destroy();
     c.close();
     await assertExit(srv, 3000 + SLACK_MS, 'upgrade during shutdown');
   });

@@ -220,16 +220,25 @@ describe('ops: logs', () => {
     assert.ok(lines.some((l) => l.includes(marker) && /404/.test(l)), `no request line naming the path ${marker} and its status 404`);
   });
 
-  test('request ids differ between requests; conn ids differ between connections', T, async () => {
+  test('request ids differ within a connection; conn ids differ between connections', T, async () => {
     const before = srv.stderrLines.length;
     await get(srv.port, '/healthz');
     await get(srv.port, '/healthz');
+    const s = await RawSocket.connect(srv.port);
+    try {
+      s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n');
+      await s.readResponse();
+      await s.readResponse();
+    } finally {
+      s.destroy();
+    }
     await sleep(100);
     const lines = srv.stderrLines.slice(before).filter((l) => /\breq=/.test(l));
-    const reqs = new Set(lines.map((l) => l.match(/\breq=(\S+)/)[1]));
-    const conns = new Set(lines.map((l) => l.match(/\bconn=(\S+)/)?.[1]));
-    assert.ok(reqs.size >= 2, `req ids not distinct: ${[...reqs]}`);
-    assert.ok(conns.size >= 2, `conn ids not distinct: ${[...conns]}`);
+    const pairs = lines.map((l) => `${l.match(/\bconn=(\S+)/)?.[1]}/${l.match(/\breq=(\S+)/)[1]}`);
+    assert.ok(lines.length >= 4, `expected 4 request lines, got:\n${lines.join('\n')}`);
+    assert.equal(new Set(pairs).size, pairs.length, `(conn, req) pairs repeat: ${pairs}`);
+    const conns = new Set(pairs.map((p) => p.split('/')[0]));
+    assert.ok(conns.size >= 3, `conn ids not distinct across 3 connections: ${[...conns]}`);
   });
 
   test('--log-format json: every stderr line is a JSON object with ts, level, event, conn', { timeout: STARTUP_MS + 5000 }, async () => {

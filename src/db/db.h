@@ -1,0 +1,84 @@
+/* The database interface of shopd: prepared statements, transactions and numbered
+ * migrations over one connection. The SQLite backend (db_sqlite.c) runs statements
+ * on the caller's thread: SQLite in WAL mode with synchronous=NORMAL does not wait
+ * for the disk on commit, and a point lookup costs about a microsecond, far less than
+ * handing the work to another thread would (docs/internals/db.md). A PostgreSQL
+ * backend will implement the same interface on its own connection thread.
+ *
+ * Statements are cached by their SQL text: db_prepare returns the same reset
+ * statement for the same text, owned by the db. Values are always bound, never
+ * spliced into SQL. Not thread-safe: one db per thread. */
+#ifndef SHOPD_DB_DB_H
+#define SHOPD_DB_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+typedef struct db db_t;
+typedef struct db_stmt db_stmt_t;
+
+typedef enum { DB_ROW = 1, DB_DONE = 0, DB_ERROR = -1 } db_step_t;
+
+typedef enum { DB_NULL, DB_INTEGER, DB_REAL, DB_TEXT } db_type_t;
+
+/* A migration: its number (1, 2, …, in order) and the SQL that applies it. */
+typedef struct {
+    int version;
+    const char *name;
+    const char *sql;
+} db_migration_t;
+
+/* Opens (creating if needed) the database file `path`. Returns NULL with err set. */
+db_t *db_open(const char *path, err_t *err);
+void db_close(db_t *db); /* NULL is fine */
+
+/* Applies the migrations newer than the recorded version, each in its own
+ * transaction. Returns the number applied, or -1 with err set. */
+int db_migrate(db_t *db, const db_migration_t *migrations, size_t count, err_t *err);
+int db_schema_version(db_t *db);
+
+/* Runs one or more statements without results. */
+int db_exec(db_t *db, const char *sql, err_t *err);
+
+/* Returns a ready statement for `sql`, or NULL with err set. Statements are cached
+ * by SQL text (up to DB_MAX_CACHED; past that they are prepared for one use). Give
+ * every statement back with db_done() when finished with it. */
+#define DB_MAX_CACHED 1024
+db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err);
+/* Resets a cached statement, or finalizes a one-use one. NULL is fine. */
+void db_done(db_stmt_t *st);
+/* Parameters are numbered from 1. */
+void db_bind_null(db_stmt_t *st, int i);
+void db_bind_int(db_stmt_t *st, int i, int64_t v);
+void db_bind_double(db_stmt_t *st, int i, double v);
+void db_bind_text(db_stmt_t *st, int i, const char *s, size_t len); /* copied */
+db_step_t db_step(db_stmt_t *st, err_t *err);
+
+db_type_t db_column_type(db_stmt_t *st, int col);
+int64_t db_column_int(db_stmt_t *st, int col);
+double db_column_double(db_stmt_t *st, int col);
+/* Borrowed until the next step/reset; *len gets the length in bytes. */
+const char *db_column_text(db_stmt_t *st, int col, size_t *len);
+
+/* The message of the last failed step (for logs and constraint names). */
+const char *db_last_error(const db_t *db);
+/* Whether the last failed step was a constraint violation. */
+bool db_is_constraint_error(const db_t *db);
+int64_t db_last_insert_rowid(db_t *db);
+int db_changes(db_t *db);
+
+/* Transactions (not nestable; savepoints for partial rollback). */
+int db_begin(db_t *db, err_t *err);
+int db_commit(db_t *db, err_t *err);
+void db_rollback(db_t *db);
+bool db_in_transaction(const db_t *db);
+
+/* Appends a double-quoted SQL identifier (names are checked by their owners; quotes
+ * inside are doubled all the same). */
+void db_quote_ident(buf_t *out, const char *name);
+
+#endif

@@ -1,0 +1,1256 @@
+/* Buckets, operations and transactions of the store (see store.h).
+ *
+ * Table layout of a bucket "products" with fields id (key), title, price:
+ *
+ *   CREATE TABLE "products" (
+ *     _rowid INTEGER PRIMARY KEY AUTOINCREMENT,     -- insertion order, never reused
+ *     _doc   TEXT NOT NULL,                         -- the record as JSON (source of truth)
+ *     "id"    TEXT    GENERATED ALWAYS AS (json_extract(_doc, '$.id')) VIRTUAL,
+ *     "title" TEXT    GENERATED ALWAYS AS (json_extract(_doc, '$.title')) VIRTUAL,
+ *     "price" REAL    GENERATED ALWAYS AS (json_extract(_doc, '$.price')) VIRTUAL,
+ *     "_version" INTEGER GENERATED …, "_createdAt" INTEGER …, "_updatedAt" INTEGER …);
+ *   CREATE UNIQUE INDEX "products__key" ON "products"("id");
+ *
+ * plus one index per `indexes` entry and a unique index per `unique` field. Every write
+ * runs inside BEGIN IMMEDIATE … COMMIT, collects its changes, and offers them to the
+ * listeners after the commit. */
+#include "store/store.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "store/filter.h"
+#include "store/store_int.h"
+
+#define STORE_MAX_RESULT_BYTES (32u << 20)
+
+static const db_migration_t migrations[] = {
+    {1, "metadata tables",
+     "CREATE TABLE _shopd_buckets ("
+     "  name TEXT PRIMARY KEY, definition TEXT NOT NULL,"
+     "  position INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+     "CREATE TABLE _shopd_queries ("
+     "  name TEXT PRIMARY KEY, definition TEXT NOT NULL, created_at INTEGER NOT NULL);"
+     "CREATE TABLE _shopd_counters ("
+     "  bucket TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL,"
+     "  PRIMARY KEY (bucket, field)) WITHOUT ROWID;"},
+};
+#define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
+
+/* ---- small helpers ---- */
+
+const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
+
+static int bad_field(err_t *err, const char *field, const char *expected) {
+    err_set(err, ERR_VALIDATION, "Missing or invalid \"%s\": expected %s", field, expected);
+    return -1;
+}
+
+static const char *req_string(const json_t *r, const char *field) {
+    json_t *v = json_object_get(r, field);
+    return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
+/* Reads a positive integer field (1 … max). Returns 1 when present and valid, 0 when
+ * absent (and !required), -1 with err set otherwise. */
+static int req_count(const json_t *r, const char *field, bool required, int64_t *out, err_t *err) {
+    json_t *v = json_object_get(r, field);
+    if (!v && !required) return 0;
+    double d = json_is_number(v) ? json_number_value(v) : 0;
+    if (!json_is_number(v) || d < 1 || d != floor(d)) {
+        bad_field(err, field, "positive integer");
+        return -1;
+    }
+    if (d > STORE_MAX_N) {
+        err_set(err, ERR_VALIDATION, "Invalid \"%s\": at most %d records can be read at once", field,
+                STORE_MAX_N);
+        return -1;
+    }
+    *out = (int64_t)d;
+    return 1;
+}
+
+static void write_column_value(buf_t *out, db_stmt_t *q, int col) {
+    switch (db_column_type(q, col)) {
+    case DB_NULL: buf_append_str(out, "null"); break;
+    case DB_INTEGER: buf_printf(out, "%lld", (long long)db_column_int(q, col)); break;
+    case DB_REAL: json_write_double(out, db_column_double(q, col)); break;
+    case DB_TEXT: {
+        size_t n;
+        const char *s = db_column_text(q, col, &n);
+        json_write_string(out, s, n);
+        break;
+    }
+    }
+}
+
+static void key_describe(const json_t *key, char *out, size_t size) {
+    if (json_is_string(key)) snprintf(out, size, "\"%.100s\"", json_string_value(key));
+    else if (json_is_integer(key)) snprintf(out, size, "%lld", (long long)json_integer_value(key));
+    else if (json_is_real(key)) snprintf(out, size, "%g", json_real_value(key));
+    else snprintf(out, size, "?");
+}
+
+/* Checks a key value from a request against the bucket's key field. */
+static int key_check(const bucket_t *b, const json_t *key, err_t *err) {
+    if (!key || json_is_null(key)) {
+        err_set(err, ERR_VALIDATION, "Missing \"key\": expected non-null value");
+        return -1;
+    }
+    const schema_field_t *f = schema_field_get(b->schema, b->schema->key);
+    bool want_string = f && (f->type == FIELD_STRING);
+    bool want_number = f && (f->type == FIELD_NUMBER || f->type == FIELD_INTEGER);
+    if ((want_string && !json_is_string(key)) || (want_number && !json_is_number(key)) ||
+        (!json_is_string(key) && !json_is_number(key))) {
+        err_set(err, ERR_VALIDATION, "Invalid \"key\": expected %s",
+                want_string ? "a string" : want_number ? "a number" : "a string or a number");
+        return -1;
+    }
+    return 0;
+}
+
+static void key_bind(db_stmt_t *q, int at, const json_t *key) {
+    json_t *params = json_array();
+    json_array_append((json_t *)params, (json_t *)key);
+    filter_bind(q, params, at);
+    json_decref(params);
+}
+
+/* ---- change sets ---- */
+
+static void changes_add(store_t *st, const bucket_t *b, change_kind_t kind, json_t *key, json_t *before,
+                        json_t *after) {
+    changes_t *c = &st->changes;
+    if (c->count == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 8;
+        c->items = xrealloc(c->items, c->cap * sizeof *c->items);
+    }
+    store_change_t *ch = &c->items[c->count++];
+    ch->bucket = b->name;
+    ch->kind = kind;
+    ch->key = json_incref(key);
+    ch->before = json_incref(before);
+    ch->after = json_incref(after);
+}
+
+static void changes_reset(store_t *st) {
+    changes_t *c = &st->changes;
+    for (size_t i = 0; i < c->count; i++) {
+        json_decref((json_t *)c->items[i].key);
+        json_decref((json_t *)c->items[i].before);
+        json_decref((json_t *)c->items[i].after);
+    }
+    c->count = 0;
+}
+
+static void changes_emit(store_t *st) {
+    if (st->changes.count == 0) return;
+    store_changeset_t cs = {st->changes.items, st->changes.count};
+    for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
+    changes_reset(st);
+}
+
+void store_listen(store_t *st, store_listener_fn fn, void *udata) {
+    listener_t *l = xcalloc(1, sizeof *l);
+    l->fn = fn;
+    l->udata = udata;
+    listener_t **tail = &st->listeners;
+    while (*tail) tail = &(*tail)->next;
+    *tail = l;
+}
+
+/* ---- write transactions ---- */
+
+static int tx_begin(store_t *st, err_t *err) {
+    changes_reset(st);
+    return db_begin(st->db, err);
+}
+
+static void tx_abort(store_t *st) {
+    db_rollback(st->db);
+    changes_reset(st);
+}
+
+static int tx_commit(store_t *st, err_t *err) {
+    if (db_commit(st->db, err) < 0) {
+        changes_reset(st);
+        return -1;
+    }
+    st->counters.writes++;
+    changes_emit(st);
+    return 0;
+}
+
+/* ---- buckets ---- */
+
+bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err) {
+    bucket_t *b = name ? strmap_get(&st->buckets, name) : NULL;
+    if (!b) {
+        if (!name) bad_field(err, "bucket", "non-empty string");
+        else err_set(err, ERR_BUCKET_NOT_DEFINED, "Bucket \"%s\" is not defined", name);
+    }
+    return b;
+}
+
+const schema_t *store_bucket_get(const store_t *st, const char *name) {
+    bucket_t *b = strmap_get(&st->buckets, name);
+    return b ? b->schema : NULL;
+}
+
+static void bucket_free(bucket_t *b) {
+    if (!b) return;
+    schema_free(b->schema);
+    free(b->name);
+    free(b->sql_get);
+    free(b->sql_get_row);
+    free(b->sql_insert);
+    free(b->sql_update);
+    free(b->sql_delete);
+    free(b->table);
+    free(b);
+}
+
+static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) {
+    bucket_t *b = xcalloc(1, sizeof *b);
+    b->name = xstrdup(name);
+    b->schema = schema;
+    b->order = order;
+    buf_t t;
+    buf_init(&t, 0);
+    db_quote_ident(&t, name);
+    b->table = buf_take(&t, NULL);
+    buf_t k;
+    buf_init(&k, 0);
+    db_quote_ident(&k, schema->key);
+    buf_printf(&t, "SELECT _doc FROM %s WHERE %s = ?1", b->table, k.data);
+    b->sql_get = buf_take(&t, NULL);
+    buf_printf(&t, "SELECT _rowid, _doc FROM %s WHERE %s = ?1", b->table, k.data);
+    b->sql_get_row = buf_take(&t, NULL);
+    buf_printf(&t, "INSERT INTO %s(_doc) VALUES (?1)", b->table);
+    b->sql_insert = buf_take(&t, NULL);
+    buf_printf(&t, "UPDATE %s SET _doc = ?1 WHERE _rowid = ?2", b->table);
+    b->sql_update = buf_take(&t, NULL);
+    buf_printf(&t, "DELETE FROM %s WHERE _rowid = ?1", b->table);
+    b->sql_delete = buf_take(&t, NULL);
+    buf_cleanup(&k);
+    return b;
+}
+
+static const char *column_type(const schema_field_t *f) {
+    if (!f) return ""; /* an undeclared key: keep the JSON type as is */
+    switch (f->type) {
+    case FIELD_STRING: return " TEXT";
+    case FIELD_NUMBER: return " REAL";
+    case FIELD_INTEGER:
+    case FIELD_BOOLEAN: return " INTEGER";
+    case FIELD_OBJECT:
+    case FIELD_ARRAY: return " TEXT";
+    case FIELD_DATE: return ""; /* a number or an ISO string */
+    }
+    return "";
+}
+
+static void column_def(buf_t *sql, const char *name, const char *type) {
+    db_quote_ident(sql, name);
+    buf_printf(sql, "%s GENERATED ALWAYS AS (json_extract(_doc, '$.%s')) VIRTUAL", type, name);
+}
+
+/* Appends CREATE INDEX statements for the key, unique fields and indexes. */
+static void index_ddl(buf_t *sql, const char *name, const schema_t *s) {
+    buf_t t;
+    buf_init(&t, 0);
+    db_quote_ident(&t, name);
+    buf_append_str(sql, "CREATE UNIQUE INDEX ");
+    char idx[200];
+    snprintf(idx, sizeof idx, "%s__key", name);
+    db_quote_ident(sql, idx);
+    buf_printf(sql, " ON %s(", t.data);
+    db_quote_ident(sql, s->key);
+    buf_append_str(sql, ");");
+    for (size_t i = 0; i < s->field_count; i++) {
+        const schema_field_t *f = &s->fields[i];
+        if (!f->unique || strcmp(f->name, s->key) == 0) continue;
+        snprintf(idx, sizeof idx, "%s__u_%s", name, f->name);
+        buf_append_str(sql, "CREATE UNIQUE INDEX ");
+        db_quote_ident(sql, idx);
+        buf_printf(sql, " ON %s(", t.data);
+        db_quote_ident(sql, f->name);
+        buf_append_str(sql, ");");
+    }
+    for (size_t i = 0; i < s->index_count; i++) {
+        snprintf(idx, sizeof idx, "%s__i_%s", name, s->indexes[i]);
+        buf_append_str(sql, "CREATE INDEX ");
+        db_quote_ident(sql, idx);
+        buf_printf(sql, " ON %s(", t.data);
+        db_quote_ident(sql, s->indexes[i]);
+        buf_append_str(sql, ");");
+    }
+    buf_cleanup(&t);
+}
+
+static void table_ddl(buf_t *sql, const char *name, const schema_t *s) {
+    buf_append_str(sql, "CREATE TABLE ");
+    db_quote_ident(sql, name);
+    buf_append_str(sql, " (_rowid INTEGER PRIMARY KEY AUTOINCREMENT, _doc TEXT NOT NULL");
+    const schema_field_t *kf = schema_field_get(s, s->key);
+    if (!kf) {
+        buf_append_str(sql, ", ");
+        column_def(sql, s->key, "");
+    }
+    for (size_t i = 0; i < s->field_count; i++) {
+        buf_append_str(sql, ", ");
+        column_def(sql, s->fields[i].name, column_type(&s->fields[i]));
+    }
+    buf_append_str(sql, ", ");
+    column_def(sql, "_version", " INTEGER");
+    buf_append_str(sql, ", ");
+    column_def(sql, "_createdAt", " INTEGER");
+    buf_append_str(sql, ", ");
+    column_def(sql, "_updatedAt", " INTEGER");
+    buf_append_str(sql, ");");
+    index_ddl(sql, name, s);
+}
+
+/* Drops every index shopd made for the bucket (they are rebuilt from the schema). */
+static int drop_indexes(store_t *st, const char *name, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db, "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1"
+                                      " AND name LIKE ?2 ESCAPE '\\'", err);
+    if (!q) return -1;
+    db_bind_text(q, 1, name, strlen(name));
+    buf_t like;
+    buf_init(&like, 0);
+    for (const char *p = name; *p; p++) {
+        if (*p == '_' || *p == '%' || *p == '\\') buf_append_char(&like, '\\');
+        buf_append_char(&like, *p);
+    }
+    buf_append_str(&like, "\\_\\_%");
+    db_bind_text(q, 2, like.data, like.len);
+    buf_cleanup(&like);
+    buf_t sql;
+    buf_init(&sql, 0);
+    err_t e2 = ERR_INIT;
+    while (db_step(q, &e2) == DB_ROW) {
+        buf_append_str(&sql, "DROP INDEX ");
+        db_quote_ident(&sql, db_column_text(q, 0, NULL));
+        buf_append_char(&sql, ';');
+    }
+    db_done(q);
+    err_clear(&e2);
+    int rc = sql.len ? db_exec(st->db, sql.data, err) : 0;
+    buf_cleanup(&sql);
+    return rc;
+}
+
+/* Brings an existing table in line with a new schema: generated columns are dropped
+ * and re-added as needed, indexes rebuilt. Records are kept as they are. */
+static int table_alter(store_t *st, const char *name, const schema_t *old, const schema_t *neu, err_t *err) {
+    if (drop_indexes(st, name, err) < 0) return -1;
+    buf_t sql;
+    buf_init(&sql, 0);
+    /* Columns of the old schema (and its key) that the new one lacks or types differently. */
+    for (size_t i = 0; i <= old->field_count; i++) {
+        const char *col = i < old->field_count ? old->fields[i].name : old->key;
+        const schema_field_t *of = schema_field_get(old, col);
+        const schema_field_t *nf = schema_field_get(neu, col);
+        bool in_new = nf || strcmp(col, neu->key) == 0;
+        if (i == old->field_count && of) continue; /* declared key handled above */
+        if (in_new && strcmp(column_type(of), column_type(nf)) == 0) continue;
+        buf_append_str(&sql, "ALTER TABLE ");
+        db_quote_ident(&sql, name);
+        buf_append_str(&sql, " DROP COLUMN ");
+        db_quote_ident(&sql, col);
+        buf_append_char(&sql, ';');
+    }
+    for (size_t i = 0; i <= neu->field_count; i++) {
+        const char *col = i < neu->field_count ? neu->fields[i].name : neu->key;
+        const schema_field_t *nf = schema_field_get(neu, col);
+        const schema_field_t *of = schema_field_get(old, col);
+        bool in_old = of || strcmp(col, old->key) == 0;
+        if (i == neu->field_count && nf) continue;
+        if (in_old && strcmp(column_type(of), column_type(nf)) == 0) continue;
+        buf_append_str(&sql, "ALTER TABLE ");
+        db_quote_ident(&sql, name);
+        buf_append_str(&sql, " ADD COLUMN ");
+        column_def(&sql, col, column_type(nf));
+        buf_append_char(&sql, ';');
+    }
+    index_ddl(&sql, name, neu);
+    int rc = db_exec(st->db, sql.data, err);
+    buf_cleanup(&sql);
+    if (rc < 0) err_set(err, ERR_CONFLICT, "Bucket \"%s\" cannot take the new definition: existing records violate a unique constraint or index", name);
+    return rc;
+}
+
+static int bucket_persist(store_t *st, const char *name, const schema_t *s, int64_t order, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db,
+                              "INSERT INTO _shopd_buckets(name, definition, position, created_at)"
+                              " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET definition = ?2",
+                              err);
+    if (!q) return -1;
+    size_t n;
+    char *def = json_write_dup(s->definition, &n);
+    db_bind_text(q, 1, name, strlen(name));
+    db_bind_text(q, 2, def, n);
+    db_bind_int(q, 3, order);
+    db_bind_int(q, 4, clock_now_ms());
+    db_step_t r = db_step(q, err);
+    db_done(q);
+    free(def);
+    return r == DB_ERROR ? -1 : 0;
+}
+
+int store_define_bucket(store_t *st, const char *name, const json_t *definition, bool replace, err_t *err) {
+    if (!name || !schema_bucket_name_ok(name)) {
+        err_set(err, ERR_VALIDATION,
+                "Invalid bucket name \"%s\": use a letter followed by up to 62 letters, digits, '_' or '-'",
+                name ? name : "");
+        return -1;
+    }
+    bucket_t *old = strmap_get(&st->buckets, name);
+    if (old && !replace) {
+        err_set(err, ERR_ALREADY_EXISTS, "Bucket \"%s\" already exists", name);
+        return -1;
+    }
+    if (!old && st->buckets.count >= STORE_MAX_BUCKETS) {
+        err_set(err, ERR_VALIDATION, "Too many buckets (at most %d)", STORE_MAX_BUCKETS);
+        return -1;
+    }
+    schema_t *s = schema_compile(name, definition, err);
+    if (!s) return -1;
+    if (old && json_equal(old->schema->definition, s->definition)) {
+        schema_free(s);
+        return 0;
+    }
+    int64_t order = old ? old->order : st->next_order++;
+    if (tx_begin(st, err) < 0) {
+        schema_free(s);
+        return -1;
+    }
+    int rc;
+    if (old) {
+        rc = table_alter(st, name, old->schema, s, err);
+    } else {
+        buf_t sql;
+        buf_init(&sql, 0);
+        table_ddl(&sql, name, s);
+        rc = db_exec(st->db, sql.data, err);
+        buf_cleanup(&sql);
+    }
+    if (rc == 0) rc = bucket_persist(st, name, s, order, err);
+    if (rc == 0) rc = db_commit(st->db, err);
+    if (rc < 0) {
+        tx_abort(st);
+        schema_free(s);
+        return -1;
+    }
+    bucket_t *b = bucket_make(name, s, order);
+    bucket_free(strmap_put(&st->buckets, name, b));
+    log_info("store.bucket_defined", "bucket=%s replaced=%s", name, old ? "yes" : "no");
+    return 0;
+}
+
+int store_drop_bucket(store_t *st, const char *name, err_t *err) {
+    bucket_t *b = store_bucket_find(st, name, err);
+    if (!b) return -1;
+    if (tx_begin(st, err) < 0) return -1;
+    buf_t sql;
+    buf_init(&sql, 0);
+    buf_printf(&sql, "DROP TABLE %s", b->table);
+    int rc = db_exec(st->db, sql.data, err);
+    buf_cleanup(&sql);
+    const char *dels[] = {"DELETE FROM _shopd_buckets WHERE name = ?1",
+                          "DELETE FROM _shopd_counters WHERE bucket = ?1"};
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        db_stmt_t *q = db_prepare(st->db, dels[i], err);
+        if (!q) rc = -1;
+        else {
+            db_bind_text(q, 1, name, strlen(name));
+            if (db_step(q, err) == DB_ERROR) rc = -1;
+            db_done(q);
+        }
+    }
+    if (rc == 0) rc = db_commit(st->db, err);
+    if (rc < 0) {
+        tx_abort(st);
+        return -1;
+    }
+    bucket_free(strmap_del(&st->buckets, name));
+    log_info("store.bucket_dropped", "bucket=%s", name);
+    return 0;
+}
+
+int store_update_bucket(store_t *st, const char *name, const json_t *updates, err_t *err) {
+    bucket_t *b = store_bucket_find(st, name, err);
+    if (!b) return -1;
+    if (!json_is_object(updates)) return bad_field(err, "updates", "object");
+    schema_t *s = schema_extend(b->schema, updates, err);
+    if (!s) return -1;
+    json_t *def = json_incref(s->definition);
+    schema_free(s);
+    int rc = store_define_bucket(st, name, def, true, err);
+    json_decref(def);
+    return rc;
+}
+
+int store_bucket_schema(store_t *st, const char *name, buf_t *out, err_t *err) {
+    bucket_t *b = store_bucket_find(st, name, err);
+    if (!b) return -1;
+    json_write(out, b->schema->definition);
+    return 0;
+}
+
+static int bucket_order_cmp(const void *a, const void *b) {
+    const bucket_t *x = *(bucket_t *const *)a, *y = *(bucket_t *const *)b;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Buckets in definition order; the array is the caller's to free. */
+static bucket_t **buckets_sorted(const store_t *st, size_t *n) {
+    bucket_t **v = xmalloc((st->buckets.count + 1) * sizeof *v);
+    size_t it = 0, k = 0;
+    void *val;
+    while (strmap_next(&st->buckets, &it, NULL, &val)) v[k++] = val;
+    qsort(v, k, sizeof *v, bucket_order_cmp);
+    *n = k;
+    return v;
+}
+
+static void write_bucket_names(const store_t *st, buf_t *out) {
+    size_t n;
+    bucket_t **v = buckets_sorted(st, &n);
+    buf_printf(out, "{\"count\":%zu,\"names\":[", n);
+    for (size_t i = 0; i < n; i++) {
+        if (i) buf_append_char(out, ',');
+        json_write_string(out, v[i]->name, strlen(v[i]->name));
+    }
+    buf_append_str(out, "]}");
+    free(v);
+}
+
+void store_buckets(store_t *st, buf_t *out) { write_bucket_names(st, out); }
+
+int store_stats(store_t *st, buf_t *out, err_t *err) {
+    buf_append_str(out, "{\"buckets\":");
+    write_bucket_names(st, out);
+    buf_append_str(out, ",\"records\":{");
+    size_t n;
+    bucket_t **v = buckets_sorted(st, &n);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        buf_t sql;
+        buf_init(&sql, 0);
+        buf_printf(&sql, "SELECT count(*) FROM %s", v[i]->table);
+        db_stmt_t *q = db_prepare(st->db, sql.data, err);
+        buf_cleanup(&sql);
+        if (!q || db_step(q, err) != DB_ROW) rc = -1;
+        else {
+            if (i) buf_append_char(out, ',');
+            json_write_string(out, v[i]->name, strlen(v[i]->name));
+            buf_printf(out, ":%lld", (long long)db_column_int(q, 0));
+        }
+        db_done(q);
+    }
+    free(v);
+    buf_append_str(out, "}}");
+    return rc;
+}
+
+/* ---- generated values ---- */
+
+static json_t *gen_autoincrement(void *ctx, const schema_t *s, const schema_field_t *f, err_t *err) {
+    store_t *st = ctx;
+    db_stmt_t *q = db_prepare(st->db,
+                              "INSERT INTO _shopd_counters(bucket, field, value) VALUES (?1, ?2, 1)"
+                              " ON CONFLICT(bucket, field) DO UPDATE SET value = value + 1 RETURNING value",
+                              err);
+    if (!q) return NULL;
+    db_bind_text(q, 1, s->bucket, strlen(s->bucket));
+    db_bind_text(q, 2, f->name, strlen(f->name));
+    json_t *v = NULL;
+    if (db_step(q, err) == DB_ROW) v = json_integer(db_column_int(q, 0));
+    db_done(q);
+    return v;
+}
+
+/* ---- reading rows ---- */
+
+/* Loads a record by key: *rowid_out and a parsed copy (owned) or NULL when missing. */
+static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *rowid_out, json_t **rec_out,
+                       err_t *err) {
+    *rec_out = NULL;
+    db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
+    if (!q) return -1;
+    key_bind(q, 1, key);
+    db_step_t r = db_step(q, err);
+    if (r == DB_ROW) {
+        size_t n;
+        const char *doc = db_column_text(q, 1, &n);
+        *rowid_out = db_column_int(q, 0);
+        *rec_out = json_loadb(doc, n, 0, NULL);
+        if (!*rec_out) {
+            log_error("store.corrupt_record", "bucket=%s rowid=%lld", b->name, (long long)*rowid_out);
+            err_set(err, ERR_INTERNAL, "Internal error");
+            r = DB_ERROR;
+        }
+    }
+    db_done(q);
+    return r == DB_ERROR ? -1 : 0;
+}
+
+/* Appends the _doc of every row of q (column `col`) as a JSON array. */
+static int rows_to_array(db_stmt_t *q, int col, buf_t *out, err_t *err) {
+    buf_append_char(out, '[');
+    size_t start = out->len;
+    db_step_t r;
+    while ((r = db_step(q, err)) == DB_ROW) {
+        size_t n;
+        const char *doc = db_column_text(q, col, &n);
+        if (out->len > start) buf_append_char(out, ',');
+        buf_append(out, doc, n);
+        if (out->len > STORE_MAX_RESULT_BYTES) {
+            err_set(err, ERR_VALIDATION, "Result too large (over %u MiB): narrow the filter or use store.paginate",
+                    STORE_MAX_RESULT_BYTES >> 20);
+            return -1;
+        }
+    }
+    buf_append_char(out, ']');
+    return r == DB_ERROR ? -1 : 0;
+}
+
+static int numeric_field(const bucket_t *b, const char *field, err_t *err) {
+    if (!field) return bad_field(err, "field", "non-empty string");
+    const schema_field_t *f = schema_field_get(b->schema, field);
+    bool meta = strcmp(field, "_version") == 0 || strcmp(field, "_createdAt") == 0 ||
+                strcmp(field, "_updatedAt") == 0;
+    if (meta || (f && (f->type == FIELD_NUMBER || f->type == FIELD_INTEGER || f->type == FIELD_DATE)))
+        return 0;
+    if (!f && strcmp(field, b->schema->key) != 0)
+        err_set(err, ERR_VALIDATION, "Unknown field \"%s\" in bucket \"%s\"", field, b->name);
+    else
+        err_set(err, ERR_VALIDATION, "Field \"%s\" of bucket \"%s\" is not numeric", field, b->name);
+    return -1;
+}
+
+/* ORDER BY from a query's orderBy ([{field, dir}]); always ends with _rowid. */
+static int order_by(const bucket_t *b, const json_t *ob, bool reverse, buf_t *sql, err_t *err) {
+    buf_append_str(sql, " ORDER BY ");
+    size_t i;
+    json_t *o;
+    if (ob && !json_is_array(ob)) return bad_field(err, "orderBy", "array of {field, dir}");
+    json_array_foreach(ob, i, o) {
+        const char *field = json_string_value(json_object_get(o, "field"));
+        const char *dir = json_string_value(json_object_get(o, "dir"));
+        if (!field || !filter_field_ok(b->schema, field)) {
+            err_set(err, ERR_VALIDATION, "Invalid orderBy[%zu]: unknown field \"%s\" in bucket \"%s\"", i,
+                    field ? field : "", b->name);
+            return -1;
+        }
+        bool desc = dir && strcmp(dir, "desc") == 0;
+        if (dir && !desc && strcmp(dir, "asc") != 0) {
+            err_set(err, ERR_VALIDATION, "Invalid orderBy[%zu]: \"dir\" must be \"asc\" or \"desc\"", i);
+            return -1;
+        }
+        db_quote_ident(sql, field);
+        buf_append_str(sql, (desc != reverse) ? " DESC, " : ", ");
+    }
+    buf_append_str(sql, reverse ? "_rowid DESC" : "_rowid");
+    return 0;
+}
+
+int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf_t *out, err_t *err) {
+    st->counters.reads++;
+    const json_t *filter = json_object_get(r, "filter");
+    const json_t *ob = json_object_get(r, "orderBy");
+    int64_t limit = 0;
+    int has_limit = req_count(r, "limit", false, &limit, err);
+    if (has_limit < 0 && strcmp(op, "paginate") != 0) return -1;
+
+    if (strcmp(op, "get") == 0) {
+        const json_t *key = json_object_get(r, "key");
+        if (key_check(b, key, err) < 0) return -1;
+        db_stmt_t *q = db_prepare(st->db, b->sql_get, err);
+        if (!q) return -1;
+        key_bind(q, 1, key);
+        db_step_t s = db_step(q, err);
+        if (s == DB_ROW) {
+            size_t n;
+            const char *doc = db_column_text(q, 0, &n);
+            buf_append(out, doc, n);
+        } else if (s == DB_DONE) {
+            buf_append_str(out, "null");
+        }
+        db_done(q);
+        return s == DB_ERROR ? -1 : 0;
+    }
+
+    bool needs_filter = strcmp(op, "where") == 0 || strcmp(op, "findOne") == 0;
+    if (needs_filter && !json_is_object(filter)) return bad_field(err, "filter", "object");
+    if (filter && !json_is_null(filter) && !json_is_object(filter)) return bad_field(err, "filter", "object");
+
+    buf_t sql;
+    buf_init(&sql, 0);
+    json_t *params = json_array();
+    int rc = -1;
+    db_stmt_t *q = NULL;
+
+    if (strcmp(op, "all") == 0 || strcmp(op, "where") == 0 || strcmp(op, "findOne") == 0 ||
+        strcmp(op, "first") == 0 || strcmp(op, "last") == 0) {
+        bool is_last = strcmp(op, "last") == 0;
+        int64_t n = 0;
+        if (strcmp(op, "first") == 0 || is_last) {
+            if (req_count(r, "n", true, &n, err) < 0) goto out;
+        }
+        if (strcmp(op, "findOne") == 0) n = 1;
+        else if (has_limit > 0 && (n == 0 || limit < n)) n = limit;
+        if (is_last) {
+            /* The last n by the order, returned in that order. */
+            buf_printf(&sql, "SELECT _rowid, _doc FROM %s WHERE _rowid IN (SELECT _rowid FROM %s WHERE ",
+                       b->table, b->table);
+            if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+            if (order_by(b, ob, true, &sql, err) < 0) goto out;
+            buf_printf(&sql, " LIMIT %lld)", (long long)n);
+            if (order_by(b, ob, false, &sql, err) < 0) goto out;
+        } else {
+            buf_printf(&sql, "SELECT _rowid, _doc FROM %s WHERE ", b->table);
+            if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+            if (order_by(b, ob, false, &sql, err) < 0) goto out;
+            if (n > 0) buf_printf(&sql, " LIMIT %lld", (long long)n);
+        }
+        q = db_prepare(st->db, sql.data, err);
+        if (!q) goto out;
+        filter_bind(q, params, 1);
+        if (strcmp(op, "findOne") == 0) {
+            db_step_t s = db_step(q, err);
+            if (s == DB_ERROR) goto out;
+            if (s == DB_ROW) {
+                size_t len;
+                const char *doc = db_column_text(q, 1, &len);
+                buf_append(out, doc, len);
+            } else {
+                buf_append_str(out, "null");
+            }
+            rc = 0;
+        } else {
+            rc = rows_to_array(q, 1, out, err);
+        }
+    } else if (strcmp(op, "count") == 0) {
+        buf_printf(&sql, "SELECT count(*) FROM %s WHERE ", b->table);
+        if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+        q = db_prepare(st->db, sql.data, err);
+        if (!q) goto out;
+        filter_bind(q, params, 1);
+        if (db_step(q, err) != DB_ROW) goto out;
+        buf_printf(out, "%lld", (long long)db_column_int(q, 0));
+        rc = 0;
+    } else if (strcmp(op, "sum") == 0 || strcmp(op, "avg") == 0 || strcmp(op, "min") == 0 ||
+               strcmp(op, "max") == 0) {
+        const char *field = req_string(r, "field");
+        if (numeric_field(b, field, err) < 0) goto out;
+        buf_t col;
+        buf_init(&col, 0);
+        db_quote_ident(&col, field);
+        /* Only numeric values take part, as in the reference (strings are skipped). */
+        buf_printf(&sql, "SELECT %s(CASE WHEN typeof(%s) IN ('integer','real') THEN %s END) FROM %s WHERE ",
+                   op, col.data, col.data, b->table);
+        buf_cleanup(&col);
+        if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+        q = db_prepare(st->db, sql.data, err);
+        if (!q) goto out;
+        filter_bind(q, params, 1);
+        if (db_step(q, err) != DB_ROW) goto out;
+        if (db_column_type(q, 0) == DB_NULL)
+            buf_append_str(out, (op[1] == 'u' || op[1] == 'v') ? "0" : "null");
+        else
+            write_column_value(out, q, 0);
+        rc = 0;
+    } else if (strcmp(op, "paginate") == 0) {
+        if (has_limit <= 0) {
+            if (has_limit == 0) bad_field(err, "limit", "positive integer");
+            goto out;
+        }
+        const json_t *after = json_object_get(r, "after");
+        int64_t after_rowid = 0;
+        if (after && !json_is_null(after)) {
+            json_t *rec = NULL;
+            if (key_check(b, after, err) < 0) {
+                err_set(err, ERR_VALIDATION, "Invalid \"after\": expected a key of bucket \"%s\"", b->name);
+                goto out;
+            }
+            if (record_load(st, b, after, &after_rowid, &rec, err) < 0) goto out;
+            if (!rec) {
+                char kd[128];
+                key_describe(after, kd, sizeof kd);
+                err_set(err, ERR_NOT_FOUND, "Cursor %s not found in bucket \"%s\"", kd, b->name);
+                goto out;
+            }
+            json_decref(rec);
+        }
+        buf_printf(&sql, "SELECT _rowid, _doc, ");
+        db_quote_ident(&sql, b->schema->key);
+        buf_printf(&sql, " FROM %s WHERE _rowid > %lld AND ", b->table, (long long)after_rowid);
+        if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+        buf_printf(&sql, " ORDER BY _rowid LIMIT %lld", (long long)limit + 1);
+        q = db_prepare(st->db, sql.data, err);
+        if (!q) goto out;
+        filter_bind(q, params, 1);
+        buf_append_str(out, "{\"records\":[");
+        buf_t cursor;
+        buf_init(&cursor, 0);
+        int64_t got = 0;
+        db_step_t s;
+        while ((s = db_step(q, err)) == DB_ROW) {
+            if (got == limit) {
+                got++;
+                break;
+            }
+            size_t len;
+            const char *doc = db_column_text(q, 1, &len);
+            if (got++) buf_append_char(out, ',');
+            buf_append(out, doc, len);
+            buf_release(&cursor);
+            write_column_value(&cursor, q, 2);
+        }
+        if (s == DB_ERROR) {
+            buf_cleanup(&cursor);
+            goto out;
+        }
+        bool more = got > limit;
+        buf_printf(out, "],\"hasMore\":%s", more ? "true" : "false");
+        if (more) buf_printf(out, ",\"nextCursor\":%s", cursor.data);
+        buf_append_char(out, '}');
+        buf_cleanup(&cursor);
+        rc = 0;
+    } else {
+        err_set(err, ERR_UNKNOWN_OPERATION, "Unknown operation \"store.%s\"", op);
+    }
+out:
+    db_done(q);
+    buf_cleanup(&sql);
+    json_decref(params);
+    return rc;
+}
+
+/* ---- writes (inside a transaction) ---- */
+
+static json_t *meta_stamp(json_t *rec, int64_t version, int64_t created, int64_t updated) {
+    json_object_set_new(rec, "_version", json_integer(version));
+    json_object_set_new(rec, "_createdAt", json_integer(created));
+    json_object_set_new(rec, "_updatedAt", json_integer(updated));
+    return rec;
+}
+
+/* Turns a uniqueness failure into ALREADY_EXISTS naming the field. */
+static void unique_error(store_t *st, bucket_t *b, const json_t *rec, err_t *err) {
+    const char *msg = db_last_error(st->db);
+    const char *dot = strrchr(msg, '.');
+    const char *field = dot ? dot + 1 : b->schema->key;
+    if (strcmp(field, b->schema->key) == 0) {
+        char kd[128];
+        key_describe(json_object_get(rec, b->schema->key), kd, sizeof kd);
+        err_set(err, ERR_ALREADY_EXISTS, "Record with key %s already exists in bucket \"%s\"", kd, b->name);
+    } else {
+        err_set(err, ERR_ALREADY_EXISTS, "Unique constraint violated: field \"%s\" of bucket \"%s\" already has this value",
+                field, b->name);
+        json_t *d = json_object();
+        json_object_set_new(d, "field", json_string(field));
+        json_t *v = json_object_get(rec, field);
+        if (v) json_object_set(d, "value", v);
+        err_details_take(err, d);
+    }
+}
+
+static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *rec, int64_t rowid, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db, sql, err);
+    if (!q) return -1;
+    size_t n;
+    char *doc = json_write_dup(rec, &n);
+    db_bind_text(q, 1, doc, n);
+    if (rowid) db_bind_int(q, 2, rowid);
+    free(doc);
+    err_t e2 = ERR_INIT;
+    db_step_t r = db_step(q, &e2);
+    db_done(q);
+    if (r == DB_ERROR) {
+        if (db_is_constraint_error(st->db)) unique_error(st, b, rec, err);
+        else {
+            err_set(err, e2.code, "%s", e2.msg);
+        }
+        err_clear(&e2);
+        return -1;
+    }
+    return 0;
+}
+
+static int op_insert(store_t *st, bucket_t *b, const json_t *data, buf_t *out, err_t *err) {
+    if (!json_is_object(data)) return bad_field(err, "data", "object");
+    json_t *rec = schema_prepare_insert(b->schema, data, gen_autoincrement, st, err);
+    if (!rec) return -1;
+    json_t *key = json_object_get(rec, b->schema->key);
+    if (!json_is_string(key) && !json_is_number(key)) {
+        err_set(err, ERR_VALIDATION, "Validation failed for bucket \"%s\": key field \"%s\" must be a string or a number",
+                b->name, b->schema->key);
+        json_decref(rec);
+        return -1;
+    }
+    int64_t now = clock_now_ms();
+    meta_stamp(rec, 1, now, now);
+    if (write_doc(st, b, b->sql_insert, rec, 0, err) < 0) {
+        json_decref(rec);
+        return -1;
+    }
+    changes_add(st, b, CHANGE_INSERT, key, NULL, rec);
+    if (out) json_write(out, rec);
+    json_decref(rec);
+    return 0;
+}
+
+static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *data, buf_t *out, err_t *err) {
+    if (key_check(b, key, err) < 0) return -1;
+    if (!json_is_object(data)) return bad_field(err, "data", "object");
+    int64_t rowid = 0;
+    json_t *cur = NULL;
+    if (record_load(st, b, key, &rowid, &cur, err) < 0) return -1;
+    if (!cur) {
+        char kd[128];
+        key_describe(key, kd, sizeof kd);
+        err_set(err, ERR_NOT_FOUND, "Record with key %s not found in bucket \"%s\"", kd, b->name);
+        return -1;
+    }
+    json_t *rec = schema_prepare_update(b->schema, cur, data, err);
+    if (!rec) {
+        json_decref(cur);
+        return -1;
+    }
+    int64_t version = json_integer_value(json_object_get(cur, "_version")) + 1;
+    int64_t created = json_integer_value(json_object_get(cur, "_createdAt"));
+    int64_t now = clock_now_ms();
+    json_object_del(rec, "_version");
+    json_object_del(rec, "_createdAt");
+    json_object_del(rec, "_updatedAt");
+    meta_stamp(rec, version, created, now);
+    int rc = write_doc(st, b, b->sql_update, rec, rowid, err);
+    if (rc == 0) {
+        changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec);
+        if (out) json_write(out, rec);
+    }
+    json_decref(cur);
+    json_decref(rec);
+    return rc;
+}
+
+static int op_delete(store_t *st, bucket_t *b, const json_t *key, buf_t *out, err_t *err) {
+    if (key_check(b, key, err) < 0) return -1;
+    int64_t rowid = 0;
+    json_t *cur = NULL;
+    if (record_load(st, b, key, &rowid, &cur, err) < 0) return -1;
+    if (cur) {
+        db_stmt_t *q = db_prepare(st->db, b->sql_delete, err);
+        if (!q) {
+            json_decref(cur);
+            return -1;
+        }
+        db_bind_int(q, 1, rowid);
+        db_step_t r = db_step(q, err);
+        db_done(q);
+        if (r == DB_ERROR) {
+            json_decref(cur);
+            return -1;
+        }
+        changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL);
+        json_decref(cur);
+    }
+    if (out) buf_append_str(out, "{\"deleted\":true}");
+    return 0;
+}
+
+static int op_clear(store_t *st, bucket_t *b, buf_t *out, err_t *err) {
+    buf_t sql;
+    buf_init(&sql, 0);
+    buf_printf(&sql, "SELECT _doc FROM %s ORDER BY _rowid", b->table);
+    db_stmt_t *q = db_prepare(st->db, sql.data, err);
+    buf_release(&sql);
+    if (!q) return -1;
+    db_step_t r;
+    while ((r = db_step(q, err)) == DB_ROW) {
+        size_t n;
+        const char *doc = db_column_text(q, 0, &n);
+        json_t *cur = json_loadb(doc, n, 0, NULL);
+        if (cur) changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL);
+        json_decref(cur);
+    }
+    db_done(q);
+    if (r == DB_ERROR) return -1;
+    buf_printf(&sql, "DELETE FROM %s", b->table);
+    int rc = db_exec(st->db, sql.data, err);
+    buf_cleanup(&sql);
+    if (rc == 0 && out) buf_append_str(out, "{\"cleared\":true}");
+    return rc;
+}
+
+/* ---- the operation entry points ---- */
+
+static const char *const read_ops[] = {"get", "all", "where", "findOne", "count", "first", "last",
+                                       "paginate", "sum", "avg", "min", "max"};
+static const char *const write_ops[] = {"insert", "update", "delete", "clear"};
+
+static bool in_list(const char *op, const char *const *list, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(op, list[i]) == 0) return true;
+    return false;
+}
+
+bool store_has_op(const char *op) {
+    return in_list(op, read_ops, sizeof read_ops / sizeof *read_ops) ||
+           in_list(op, write_ops, sizeof write_ops / sizeof *write_ops);
+}
+
+static int write_dispatch(store_t *st, bucket_t *b, const char *op, const json_t *r, buf_t *out, err_t *err) {
+    if (strcmp(op, "insert") == 0) return op_insert(st, b, json_object_get(r, "data"), out, err);
+    if (strcmp(op, "update") == 0)
+        return op_update(st, b, json_object_get(r, "key"), json_object_get(r, "data"), out, err);
+    if (strcmp(op, "delete") == 0) return op_delete(st, b, json_object_get(r, "key"), out, err);
+    return op_clear(st, b, out, err);
+}
+
+int store_execute(store_t *st, const char *op, const json_t *req, buf_t *out, err_t *err) {
+    bucket_t *b = store_bucket_find(st, req_string(req, "bucket"), err);
+    if (!b) return -1;
+    if (in_list(op, read_ops, sizeof read_ops / sizeof *read_ops)) return store_read_op(st, b, op, req, out, err);
+    if (!in_list(op, write_ops, sizeof write_ops / sizeof *write_ops)) {
+        err_set(err, ERR_UNKNOWN_OPERATION, "Unknown operation \"store.%s\"", op);
+        return -1;
+    }
+    if (tx_begin(st, err) < 0) return -1;
+    size_t mark = out->len;
+    if (write_dispatch(st, b, op, req, out, err) < 0 || tx_commit(st, err) < 0) {
+        tx_abort(st);
+        out->len = mark;
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks one transaction operation's shape, with the messages of §4.3. */
+static int tx_op_check(const json_t *o, size_t i, const char **op_out, err_t *err) {
+    static const char *const ops[] = {"get", "insert", "update", "delete", "where", "findOne", "count"};
+    if (!json_is_object(o)) {
+        err_set(err, ERR_VALIDATION, "operations[%zu]: expected object", i);
+        return -1;
+    }
+    const char *op = json_string_value(json_object_get(o, "op"));
+    if (!op || !in_list(op, ops, 7)) {
+        err_set(err, ERR_VALIDATION,
+                "operations[%zu]: invalid \"op\" — expected one of: get, insert, update, delete, where, findOne, count",
+                i);
+        return -1;
+    }
+    if (!req_string(o, "bucket")) {
+        err_set(err, ERR_VALIDATION, "operations[%zu]: missing or invalid \"bucket\"", i);
+        return -1;
+    }
+    bool needs_key = !strcmp(op, "get") || !strcmp(op, "update") || !strcmp(op, "delete");
+    json_t *key = json_object_get(o, "key");
+    if (needs_key && (!key || json_is_null(key))) {
+        err_set(err, ERR_VALIDATION, "operations[%zu]: \"%s\" requires \"key\"", i, op);
+        return -1;
+    }
+    if ((!strcmp(op, "insert") || !strcmp(op, "update")) && !json_is_object(json_object_get(o, "data"))) {
+        err_set(err, ERR_VALIDATION, "operations[%zu]: \"%s\" requires \"data\" object", i, op);
+        return -1;
+    }
+    if ((!strcmp(op, "where") || !strcmp(op, "findOne")) && !json_is_object(json_object_get(o, "filter"))) {
+        err_set(err, ERR_VALIDATION, "operations[%zu]: \"%s\" requires \"filter\" object", i, op);
+        return -1;
+    }
+    *op_out = op;
+    return 0;
+}
+
+/* Prefixes the error with the failing index and records it in details. */
+static void tx_error_index(err_t *err, size_t i) {
+    if (strncmp(err->msg, "operations[", 11) != 0) err_prefix(err, "operations[%zu]: ", i);
+    json_t *d = err->details;
+    if (!json_is_object(d)) {
+        json_t *nd = json_object();
+        if (d) json_object_set(nd, "errors", d);
+        err->details = NULL;
+        err_details_take(err, nd);
+        d = nd;
+    }
+    json_object_set_new(d, "index", json_integer((json_int_t)i));
+}
+
+int store_transaction(store_t *st, const json_t *operations, buf_t *out, err_t *err) {
+    if (!json_is_array(operations)) return bad_field(err, "operations", "array");
+    size_t n = json_array_size(operations);
+    if (n == 0) {
+        err_set(err, ERR_VALIDATION, "\"operations\" must contain at least one operation");
+        return -1;
+    }
+    if (n > STORE_MAX_TX_OPS) {
+        err_set(err, ERR_VALIDATION, "\"operations\" may contain at most %d operations", STORE_MAX_TX_OPS);
+        return -1;
+    }
+    const char **ops = xmalloc(n * sizeof *ops);
+    for (size_t i = 0; i < n; i++) {
+        if (tx_op_check(json_array_get(operations, i), i, &ops[i], err) < 0) {
+            tx_error_index(err, i);
+            free(ops);
+            return -1;
+        }
+    }
+    size_t mark = out->len;
+    if (tx_begin(st, err) < 0) {
+        free(ops);
+        return -1;
+    }
+    buf_append_str(out, "{\"results\":[");
+    size_t i = 0;
+    for (; i < n; i++) {
+        const json_t *o = json_array_get(operations, i);
+        bucket_t *b = store_bucket_find(st, req_string(o, "bucket"), err);
+        if (!b) break;
+        if (i) buf_append_char(out, ',');
+        buf_printf(out, "{\"index\":%zu,\"data\":", i);
+        const char *op = ops[i];
+        int rc = in_list(op, read_ops, sizeof read_ops / sizeof *read_ops)
+                     ? store_read_op(st, b, op, o, out, err)
+                     : write_dispatch(st, b, op, o, out, err);
+        if (rc < 0) break;
+        buf_append_char(out, '}');
+    }
+    free(ops);
+    if (i < n) {
+        tx_error_index(err, i);
+        tx_abort(st);
+        out->len = mark;
+        return -1;
+    }
+    buf_append_str(out, "]}");
+    st->counters.transactions++;
+    if (tx_commit(st, err) < 0) {
+        out->len = mark;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- seed ---- */
+
+int store_seed(store_t *st, const json_t *seed, err_t *err) {
+    if (!seed) return 0;
+    if (!json_is_object(seed)) return bad_field(err, "seed", "object of bucket name → array of records");
+    /* Only into an empty store: any record anywhere means the seed ran before. */
+    size_t it = 0;
+    void *v;
+    while (strmap_next(&st->buckets, &it, NULL, &v)) {
+        bucket_t *b = v;
+        buf_t sql;
+        buf_init(&sql, 0);
+        buf_printf(&sql, "SELECT EXISTS (SELECT 1 FROM %s)", b->table);
+        db_stmt_t *q = db_prepare(st->db, sql.data, err);
+        buf_cleanup(&sql);
+        if (!q) return -1;
+        int any = db_step(q, err) == DB_ROW && db_column_int(q, 0);
+        db_done(q);
+        if (any) return 0;
+    }
+    if (tx_begin(st, err) < 0) return -1;
+    const char *name;
+    json_t *records;
+    int count = 0;
+    json_object_foreach((json_t *)seed, name, records) {
+        bucket_t *b = store_bucket_find(st, name, err);
+        if (!b || !json_is_array(records)) {
+            if (b) err_set(err, ERR_VALIDATION, "seed.%s must be an array of records", name);
+            else err_set(err, ERR_BUCKET_NOT_DEFINED, "seed names bucket \"%s\", which is not defined", name);
+            tx_abort(st);
+            return -1;
+        }
+        size_t i;
+        json_t *rec;
+        json_array_foreach(records, i, rec) {
+            if (op_insert(st, b, rec, NULL, err) < 0) {
+                err_prefix(err, "seed.%s[%zu]: ", name, i);
+                tx_abort(st);
+                return -1;
+            }
+            count++;
+        }
+    }
+    if (tx_commit(st, err) < 0) return -1;
+    return count;
+}
+
+/* ---- open and close ---- */
+
+static int buckets_load(store_t *st, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db, "SELECT name, definition, position FROM _shopd_buckets ORDER BY position", err);
+    if (!q) return -1;
+    db_step_t r;
+    int rc = 0;
+    while ((r = db_step(q, err)) == DB_ROW) {
+        const char *name = db_column_text(q, 0, NULL);
+        size_t n;
+        const char *text = db_column_text(q, 1, &n);
+        int64_t order = db_column_int(q, 2);
+        json_t *def = json_loadb(text, n, 0, NULL);
+        schema_t *s = def ? schema_compile(name, def, err) : NULL;
+        json_decref(def);
+        if (!s) {
+            err_prefix(err, "stored definition of bucket \"%s\" is unusable: ", name);
+            rc = -1;
+            break;
+        }
+        strmap_put(&st->buckets, name, bucket_make(name, s, order));
+        if (order >= st->next_order) st->next_order = order + 1;
+    }
+    db_done(q);
+    return r == DB_ERROR ? -1 : rc;
+}
+
+store_t *store_open(const char *path, err_t *err) {
+    store_t *st = xcalloc(1, sizeof *st);
+    strmap_init(&st->buckets);
+    strmap_init(&st->queries);
+    st->db = db_open(path, err);
+    if (!st->db || db_migrate(st->db, migrations, MIGRATION_COUNT, err) < 0 || buckets_load(st, err) < 0 ||
+        store_queries_load(st, err) < 0) {
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+int store_migrate_path(const char *path, err_t *err) {
+    db_t *db = db_open(path, err);
+    if (!db) return -1;
+    int n = db_migrate(db, migrations, MIGRATION_COUNT, err);
+    db_close(db);
+    return n;
+}
+
+void store_close(store_t *st) {
+    if (!st) return;
+    size_t it = 0;
+    void *v;
+    while (strmap_next(&st->buckets, &it, NULL, &v)) bucket_free(v);
+    strmap_cleanup(&st->buckets);
+    store_queries_free(st);
+    changes_reset(st);
+    free(st->changes.items);
+    listener_t *l = st->listeners;
+    while (l) {
+        listener_t *next = l->next;
+        free(l);
+        l = next;
+    }
+    db_close(st->db);
+    free(st);
+}

@@ -1,0 +1,129 @@
+/* The store engine: buckets of records with schemas, the read and write operations of
+ * spec/realtime-protocol.md §4, transactions, named declarative queries and the change
+ * sets that drive reactive subscriptions and the rules engine.
+ *
+ * On disk (docs/internals/store.md) every bucket is a table of its own: `_rowid`
+ * (insertion order), `_doc` (the record as JSON, metadata included: the source of
+ * truth) and one typed generated column per declared field plus the metadata, so a
+ * person can `SELECT title, price FROM products` in sqlite3 and indexes and unique
+ * constraints are ordinary SQL indexes. Reads hand out the stored JSON text as is.
+ *
+ * Results are JSON text appended to a buf_t, ready to splice into a response frame.
+ * Every write commits before it returns and then offers its change set to the
+ * listeners, one change set per operation or transaction. Loop thread only. */
+#ifndef SHOPD_STORE_STORE_H
+#define SHOPD_STORE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "store/schema.h"
+
+#define STORE_MAX_N 10000          /* first/last n, paginate limit, query limit */
+#define STORE_MAX_TX_OPS 1000      /* operations in one transaction */
+#define STORE_MAX_IN_VALUES 1000   /* values in one $in */
+#define STORE_MAX_BUCKETS 256
+#define STORE_MAX_QUERIES 1024
+
+typedef struct store store_t;
+
+typedef enum { CHANGE_INSERT, CHANGE_UPDATE, CHANGE_DELETE } change_kind_t;
+
+typedef struct {
+    const char *bucket; /* valid for the listener call */
+    change_kind_t kind;
+    const json_t *key;
+    const json_t *before; /* NULL for inserts */
+    const json_t *after;  /* NULL for deletes */
+} store_change_t;
+
+typedef struct {
+    const store_change_t *changes;
+    size_t count;
+} store_changeset_t;
+
+typedef void (*store_listener_fn)(void *udata, const store_changeset_t *cs);
+
+/* The caller's identity, for "$session.userId" in queries (NULL user: anonymous). */
+typedef struct {
+    const char *user_id;
+} store_session_t;
+
+/* Opens the database at `path`, applies migrations and loads the persisted bucket and
+ * query definitions. Returns NULL with err set. */
+store_t *store_open(const char *path, err_t *err);
+void store_close(store_t *st); /* NULL is fine */
+/* Applies pending migrations and returns how many ran (for `shopd migrate`). */
+int store_migrate_path(const char *path, err_t *err);
+
+/* Adds a listener for committed change sets (subscriptions, rules). */
+void store_listen(store_t *st, store_listener_fn fn, void *udata);
+
+/* ---- definitions ---- */
+
+/* Defines a bucket. With `replace`, an existing bucket takes the new definition (its
+ * generated columns and indexes are rebuilt; records stay); otherwise ALREADY_EXISTS. */
+int store_define_bucket(store_t *st, const char *name, const json_t *definition, bool replace,
+                        err_t *err);
+int store_drop_bucket(store_t *st, const char *name, err_t *err);
+int store_update_bucket(store_t *st, const char *name, const json_t *updates, err_t *err);
+/* Appends the bucket's definition. */
+int store_bucket_schema(store_t *st, const char *name, buf_t *out, err_t *err);
+const schema_t *store_bucket_get(const store_t *st, const char *name);
+/* Appends {"count":n,"names":[…]} (definition order). */
+void store_buckets(store_t *st, buf_t *out);
+/* Appends {"buckets":{"count","names"},"records":{…}}. */
+int store_stats(store_t *st, buf_t *out, err_t *err);
+
+int store_define_query(store_t *st, const char *name, const json_t *definition, bool replace,
+                       err_t *err);
+int store_undefine_query(store_t *st, const char *name, err_t *err);
+/* Appends {"queries":[names…]} (sorted). */
+void store_list_queries(store_t *st, buf_t *out);
+bool store_query_exists(const store_t *st, const char *name);
+
+/* Inserts the seed records when every bucket is empty. `seed` is {bucket: [records]}.
+ * Returns the number of records inserted. */
+int store_seed(store_t *st, const json_t *seed, err_t *err);
+
+/* ---- operations ----
+ * `op` is the operation name without the "store." prefix ("get", "where", …) and
+ * `req` the request object holding its fields (bucket, key, data, filter, n, field,
+ * limit, after). The result is appended to `out`. */
+int store_execute(store_t *st, const char *op, const json_t *req, buf_t *out, err_t *err);
+/* store.transaction: `operations` as in §4.3. */
+int store_transaction(store_t *st, const json_t *operations, buf_t *out, err_t *err);
+/* Whether `op` is a store operation store_execute knows. */
+bool store_has_op(const char *op);
+
+/* ---- named queries ---- */
+
+/* Evaluates a named query with params (object or NULL) for a session. Appends the
+ * result. On success *deps_out (if given) receives what the query reads (owned by
+ * the caller, free with store_deps_free). */
+typedef struct {
+    char *bucket;
+    json_t *key; /* for get queries: the one key it reads; NULL = the whole bucket */
+} store_deps_t;
+
+int store_query_eval(store_t *st, const char *name, const json_t *params,
+                     const store_session_t *session, buf_t *out, store_deps_t *deps_out,
+                     err_t *err);
+void store_deps_free(store_deps_t *deps);
+/* Whether the query's definition refers to "$session.*". */
+bool store_query_uses_session(const store_t *st, const char *name);
+
+/* Counters for /metrics and store stats. */
+typedef struct {
+    uint64_t reads;
+    uint64_t writes;
+    uint64_t transactions;
+    uint64_t conflicts;
+} store_counters_t;
+const store_counters_t *store_counters(const store_t *st);
+
+#endif

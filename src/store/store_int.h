@@ -1,0 +1,59 @@
+/* Private declarations shared by the store's source files. */
+#ifndef SHOPD_STORE_STORE_INT_H
+#define SHOPD_STORE_STORE_INT_H
+
+#include "core/strmap.h"
+#include "db/db.h"
+#include "store/store.h"
+
+typedef struct {
+    char *name;
+    schema_t *schema;
+    int64_t order; /* definition order, for store.buckets */
+    char *sql_get;      /* SELECT _doc … WHERE key = ?1 */
+    char *sql_get_row;  /* SELECT _rowid, _doc … WHERE key = ?1 */
+    char *sql_insert;   /* INSERT … (_doc) VALUES (?1) */
+    char *sql_update;   /* UPDATE … SET _doc = ?1 WHERE _rowid = ?2 */
+    char *sql_delete;   /* DELETE … WHERE _rowid = ?1 */
+    char *table;        /* quoted table name */
+} bucket_t;
+
+typedef struct {
+    char *name;
+    json_t *definition; /* normalised */
+    bool uses_session;
+} query_t;
+
+typedef struct listener {
+    store_listener_fn fn;
+    void *udata;
+    struct listener *next;
+} listener_t;
+
+/* The change set being collected by the write in progress. */
+typedef struct {
+    store_change_t *items;
+    size_t count, cap;
+} changes_t;
+
+struct store {
+    db_t *db;
+    strmap_t buckets; /* name → bucket_t */
+    strmap_t queries; /* name → query_t */
+    int64_t next_order;
+    listener_t *listeners;
+    changes_t changes;
+    store_counters_t counters;
+};
+
+bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err);
+
+/* Read operations shared by store_execute, transactions and queries. `r` holds the
+ * operation's fields. Appends the result to out. */
+int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf_t *out, err_t *err);
+
+/* Loads persisted query definitions (query.c). */
+int store_queries_load(store_t *st, err_t *err);
+void store_queries_free(store_t *st);
+
+#endif
