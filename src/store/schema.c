@@ -517,12 +517,13 @@ static void field_check(const schema_field_t *f, const json_t *v, const char *su
         bool str = json_is_string(v);
         size_t len = str ? utf8_count(json_string_value(v), json_string_length(v)) : json_array_size(v);
         const char *unit = str ? "character" : "item";
+        const char *verb = str ? "be" : "have", *tail = str ? " long" : "";
         if (f->has_min_length && len < f->min_length)
-            violation_add(violations, f->name, "minLength", "%s must %s at least %zu %s%s", subject,
-                          str ? "be" : "have", f->min_length, unit, f->min_length == 1 ? "" : "s");
+            violation_add(violations, f->name, "minLength", "%s must %s at least %zu %s%s%s", subject,
+                          verb, f->min_length, unit, f->min_length == 1 ? "" : "s", tail);
         if (f->has_max_length && len > f->max_length)
-            violation_add(violations, f->name, "maxLength", "%s must %s at most %zu %s%s", subject,
-                          str ? "be" : "have", f->max_length, unit, f->max_length == 1 ? "" : "s");
+            violation_add(violations, f->name, "maxLength", "%s must %s at most %zu %s%s%s", subject,
+                          verb, f->max_length, unit, f->max_length == 1 ? "" : "s", tail);
     }
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
