@@ -117,35 +117,16 @@ static int serve(config_t *cfg) {
     app.cfg = cfg;
     app.loop = uv_default_loop();
     metrics.started_ms = clock_now_ms();
+    static_files_t *files = NULL;
 
     if (ensure_dir(cfg->data_dir, err, sizeof err) < 0) {
         fprintf(stderr, "shopd: %s\n", err);
         return 2;
     }
 
-    char path[4096];
-    db_path(cfg, path, sizeof path);
-    err_t e = ERR_INIT;
-    app.store = store_open(path, &e);
-    if (!app.store) {
-        fprintf(stderr, "shopd: %s\n", e.msg);
-        err_clear(&e);
-        return 2;
-    }
-    if (app_store_setup(app.store, cfg->doc, err, sizeof err) < 0) {
-        fprintf(stderr, "shopd: %s\n", err);
-        store_close(app.store);
-        return 2;
-    }
-    app.subs = subs_new(app.store, store_api_deliver);
-    metrics_wire(app.subs);
-
+    /* The port is bound first, so that "address already in use" is the one line a
+     * user sees when it happens. Routes and handlers are added before the loop runs. */
     router_t *router = router_new();
-    ops_register(router, &app.server);
-    static_files_t *files = static_files_new(cfg->public_dir);
-    if (files) router_add(router, "GET", "/*", static_files_handler, files);
-    else log_warn("static.disabled", "dir=%s reason=not_found", cfg->public_dir);
-
     realtime_config_t rcfg = {
         .requires_auth = false,
         .heartbeat_interval_ms = cfg->heartbeat_interval_ms,
@@ -155,9 +136,6 @@ static int serve(config_t *cfg) {
         .max_subscriptions = cfg->max_subscriptions_per_connection,
     };
     app.rt = realtime_new(app.loop, &rcfg);
-    store_api_register(app.rt, app.store, app.subs);
-    realtime_after_request(app.rt, flush_subscriptions, app.subs);
-
     server_config_t scfg = {
         .host = cfg->host,
         .port = cfg->port,
@@ -171,13 +149,27 @@ static int serve(config_t *cfg) {
     };
     app.server = server_new(app.loop, &scfg, router, realtime_ws_handlers(), app.rt);
     int port = 0;
-    if (server_listen(app.server, &port, err, sizeof err) < 0) {
-        fprintf(stderr, "shopd: %s\n", err);
-        server_close_handles(app.server);
-        realtime_close_handles(app.rt);
-        uv_run(app.loop, UV_RUN_DEFAULT);
-        goto out;
+    if (server_listen(app.server, &port, err, sizeof err) < 0) goto fail;
+
+    char path[4096];
+    db_path(cfg, path, sizeof path);
+    err_t e = ERR_INIT;
+    app.store = store_open(path, &e);
+    if (!app.store) {
+        snprintf(err, sizeof err, "%s", e.msg);
+        err_clear(&e);
+        goto fail;
     }
+    if (app_store_setup(app.store, cfg->doc, err, sizeof err) < 0) goto fail;
+    app.subs = subs_new(app.store, store_api_deliver);
+    metrics_wire(app.subs);
+    store_api_register(app.rt, app.store, app.subs);
+    realtime_after_request(app.rt, flush_subscriptions, app.subs);
+
+    ops_register(router, &app.server);
+    files = static_files_new(cfg->public_dir);
+    if (files) router_add(router, "GET", "/*", static_files_handler, files);
+    else log_warn("static.disabled", "dir=%s reason=not_found", cfg->public_dir);
 
     uv_signal_init(app.loop, &app.sigterm);
     uv_signal_init(app.loop, &app.sigint);
@@ -201,6 +193,12 @@ static int serve(config_t *cfg) {
 
     uv_run(app.loop, UV_RUN_DEFAULT);
     rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "shopd: %s\n", err);
+    server_close_handles(app.server);
+    realtime_close_handles(app.rt);
+    uv_run(app.loop, UV_RUN_DEFAULT);
 out:
     fflush(stderr);
     if (uv_loop_close(app.loop) != 0) {

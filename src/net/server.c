@@ -80,6 +80,7 @@ struct server {
     uint64_t next_id;
     bool shutting_down;
     bool grace_over;
+    bool handles_ready; /* sweep, grace and flusher initialised */
     void (*done)(void *);
     void *done_arg;
     char read_buf[READ_BUF_SIZE];
@@ -693,6 +694,7 @@ int server_listen(server_t *s, int *port_out, char *errbuf, size_t errlen) {
     uv_timer_init(s->loop, &s->grace);
     s->grace.data = s;
     uv_unref((uv_handle_t *)&s->grace);
+    s->handles_ready = true;
     return 0;
 }
 
@@ -723,7 +725,10 @@ void server_shutdown(server_t *s, uint64_t grace_ms, void (*done)(void *arg), vo
     for (conn_t *c = s->conns; c; c = next) {
         next = c->next;
         if (c->mode != MODE_HTTP) continue;
-        if (!c->in_request && !c->wreq && conn_queued_bytes(c) == 0) conn_close(c, "shutdown");
+        /* A request that has started is answered (with Connection: close); an idle
+         * connection goes now; one still writing goes when its output is out. */
+        if (c->in_request) continue;
+        if (!c->wreq && conn_queued_bytes(c) == 0) conn_close(c, "shutdown");
         else c->close_after_write = true;
     }
     uv_timer_start(&s->grace, on_grace_over, grace_ms, 0);
@@ -750,6 +755,8 @@ void server_close_handles(server_t *s) {
         s->listening = false;
         uv_close((uv_handle_t *)&s->listener, NULL);
     }
+    if (!s->handles_ready) return;
+    s->handles_ready = false;
     if (!uv_is_closing((uv_handle_t *)&s->sweep)) uv_close((uv_handle_t *)&s->sweep, NULL);
     if (!uv_is_closing((uv_handle_t *)&s->grace)) uv_close((uv_handle_t *)&s->grace, NULL);
     if (!uv_is_closing((uv_handle_t *)&s->flusher)) uv_close((uv_handle_t *)&s->flusher, NULL);

@@ -31,30 +31,36 @@
 #define SCHEMA_NAME_MAX 63
 #define SCHEMA_MAX_FIELDS 64
 #define SCHEMA_MAX_INDEXES 32
-#define SCHEMA_MAX_ENUM 256       /* values in one enum */
-#define SCHEMA_MAX_PATTERN 1024   /* bytes of one pattern's source */
+#define SCHEMA_MAX_ENUM 256        /* values in one enum */
+#define SCHEMA_MAX_PATTERN 1024    /* bytes of one pattern's source */
 #define SCHEMA_MATCH_LIMIT 1000000 /* backtracking budget of one pattern match */
 #define SCHEMA_DEPTH_LIMIT 10000
 #define SCHEMA_EMAIL_MAX 254
 #define SCHEMA_EMAIL_LOCAL_MAX 64
-#define SCHEMA_INT_LIMIT 9007199254740992LL /* 2^53: every integer up to it is exact in a double */
-#define SCHEMA_SHOWN_MAX 200               /* bytes of an enum list or pattern shown in a message */
+/* 2^53: every integer up to it is exact in a double. */
+#define SCHEMA_INT_LIMIT 9007199254740992LL
+#define SCHEMA_SHOWN_MAX 200 /* bytes of an enum list or a pattern shown in a message */
 
 static const char *const field_type_names[] = {
-    [FIELD_STRING] = "string", [FIELD_NUMBER] = "number", [FIELD_INTEGER] = "integer",
+    [FIELD_STRING] = "string",   [FIELD_NUMBER] = "number", [FIELD_INTEGER] = "integer",
     [FIELD_BOOLEAN] = "boolean", [FIELD_OBJECT] = "object", [FIELD_ARRAY] = "array",
     [FIELD_DATE] = "date",
 };
 #define FIELD_TYPE_COUNT (sizeof field_type_names / sizeof field_type_names[0])
 
 static const char *const field_gen_names[] = {
-    [GEN_NONE] = "", [GEN_UUID] = "uuid", [GEN_CUID] = "cuid",
-    [GEN_AUTOINCREMENT] = "autoincrement", [GEN_TIMESTAMP] = "timestamp",
+    [GEN_NONE] = "",
+    [GEN_UUID] = "uuid",
+    [GEN_CUID] = "cuid",
+    [GEN_AUTOINCREMENT] = "autoincrement",
+    [GEN_TIMESTAMP] = "timestamp",
 };
 #define FIELD_GEN_COUNT (sizeof field_gen_names / sizeof field_gen_names[0])
 
 static const char *const field_format_names[] = {
-    [FORMAT_NONE] = "", [FORMAT_EMAIL] = "email", [FORMAT_URL] = "url",
+    [FORMAT_NONE] = "",
+    [FORMAT_EMAIL] = "email",
+    [FORMAT_URL] = "url",
     [FORMAT_ISO_DATE] = "iso-date",
 };
 #define FIELD_FORMAT_COUNT (sizeof field_format_names / sizeof field_format_names[0])
@@ -68,9 +74,15 @@ static const char *const constraint_names[] = {
 
 /* ---------------------------------------------------------------- small helpers */
 
-static bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-static bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
+static bool is_alpha(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+static bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+static bool is_alnum(char c) {
+    return is_alpha(c) || is_digit(c);
+}
 
 /* The length of the longest prefix of s (at most max bytes) that ends on a UTF-8
  * character boundary, so shortened text stays valid in a JSON string. */
@@ -98,7 +110,7 @@ static json_t *string_or_empty(const char *s) {
 
 /* Whether v is an integer in the sense of FIELD_INTEGER: a JSON integer, or a real with
  * no fraction, within ±2^53. */
-static bool json_integral(const json_t *v, json_int_t *out) {
+static bool value_integral(const json_t *v, json_int_t *out) {
     json_int_t i;
     if (json_is_integer(v)) {
         i = json_integer_value(v);
@@ -117,7 +129,8 @@ static bool json_integral(const json_t *v, json_int_t *out) {
 /* Equality as JavaScript sees it for enum membership and key comparison: 1 and 1.0
  * are the same number; everything else compares structurally. */
 static bool value_equal(const json_t *a, const json_t *b) {
-    if (json_is_integer(a) && json_is_integer(b)) return json_integer_value(a) == json_integer_value(b);
+    if (json_is_integer(a) && json_is_integer(b))
+        return json_integer_value(a) == json_integer_value(b);
     if (json_is_number(a) && json_is_number(b)) return json_number_value(a) == json_number_value(b);
     return json_equal(a, b);
 }
@@ -151,7 +164,8 @@ static void violation_add(json_t *violations, const char *field, const char *rul
  * violations to err as its details. */
 static void validation_fail(err_t *err, const char *prefix, json_t *violations) {
     size_t n = json_array_size(violations);
-    const char *first = json_string_value(json_object_get(json_array_get(violations, 0), "message"));
+    const char *first =
+        json_string_value(json_object_get(json_array_get(violations, 0), "message"));
     if (!first) first = "invalid value";
     char suffix[48] = "";
     if (n > 1) snprintf(suffix, sizeof suffix, " (and %zu more)", n - 1);
@@ -182,8 +196,10 @@ static void enum_describe(buf_t *out, const json_t *values) {
     json_t *v;
     json_array_foreach(values, i, v) {
         if (i) buf_append_str(&all, ", ");
-        if (json_is_string(v)) buf_append(&all, json_string_value(v), json_string_length(v));
-        else json_write(&all, v);
+        if (json_is_string(v))
+            buf_append(&all, json_string_value(v), json_string_length(v));
+        else
+            json_write(&all, v);
     }
     append_shown(out, buf_cstr(&all));
     buf_cleanup(&all);
@@ -206,7 +222,9 @@ bool schema_bucket_name_ok(const char *name) {
     return name_ok(name, true) && strncasecmp(name, "sqlite_", 7) != 0;
 }
 
-bool schema_field_name_ok(const char *name) { return name_ok(name, false); }
+bool schema_field_name_ok(const char *name) {
+    return name_ok(name, false);
+}
 
 /* ---------------------------------------------------------------- formats */
 
@@ -427,11 +445,18 @@ static json_t *field_generate(const schema_t *s, const schema_field_t *f, schema
                               void *gen_ctx, err_t *err) {
     char id[37];
     switch (f->generated) {
-    case GEN_UUID: schema_uuid(id); return json_string(id);
-    case GEN_CUID: schema_cuid(id); return json_string(id);
-    case GEN_TIMESTAMP: return json_integer(clock_now_ms());
-    case GEN_AUTOINCREMENT: break;
-    case GEN_NONE: return NULL;
+    case GEN_UUID:
+        schema_uuid(id);
+        return json_string(id);
+    case GEN_CUID:
+        schema_cuid(id);
+        return json_string(id);
+    case GEN_TIMESTAMP:
+        return json_integer(clock_now_ms());
+    case GEN_AUTOINCREMENT:
+        break;
+    case GEN_NONE:
+        return NULL;
     }
     if (!gen) {
         err_set(err, ERR_INTERNAL, "No generator for autoincrement field \"%s\"", f->name);
@@ -447,12 +472,18 @@ static json_t *field_generate(const schema_t *s, const schema_field_t *f, schema
 
 static bool type_ok(field_type_t type, const json_t *v) {
     switch (type) {
-    case FIELD_STRING: return json_is_string(v);
-    case FIELD_NUMBER: return json_is_number(v);
-    case FIELD_INTEGER: return json_integral(v, NULL);
-    case FIELD_BOOLEAN: return json_is_boolean(v);
-    case FIELD_OBJECT: return json_is_object(v);
-    case FIELD_ARRAY: return json_is_array(v);
+    case FIELD_STRING:
+        return json_is_string(v);
+    case FIELD_NUMBER:
+        return json_is_number(v);
+    case FIELD_INTEGER:
+        return value_integral(v, NULL);
+    case FIELD_BOOLEAN:
+        return json_is_boolean(v);
+    case FIELD_OBJECT:
+        return json_is_object(v);
+    case FIELD_ARRAY:
+        return json_is_array(v);
     case FIELD_DATE:
         return json_is_number(v) ||
                (json_is_string(v) && iso_date_ok(json_string_value(v), json_string_length(v)));
@@ -463,7 +494,9 @@ static bool type_ok(field_type_t type, const json_t *v) {
 static bool enum_has(const json_t *values, const json_t *v) {
     size_t i;
     json_t *e;
-    json_array_foreach(values, i, e) if (value_equal(e, v)) return true;
+    json_array_foreach(values, i, e) {
+        if (value_equal(e, v)) return true;
+    }
     return false;
 }
 
@@ -481,8 +514,6 @@ static bool pattern_matches(void *code, const char *s, size_t n) {
     pcre2_match_data_free(md);
     return rc >= 0;
 }
-
-static void number_describe(buf_t *b, double d) { json_write_double(b, d); }
 
 /* Checks a present, non-null value against field f. `subject` starts each message
  * ("Field \"x\"", or "Default of field \"x\"" when compiling). */
@@ -503,27 +534,28 @@ static void field_check(const schema_field_t *f, const json_t *v, const char *su
     if (json_is_number(v)) {
         double d = json_number_value(v);
         if (f->has_min && d < f->min) {
-            number_describe(&b, f->min);
+            json_write_double(&b, f->min);
             violation_add(violations, f->name, "min", "%s must be >= %s", subject, buf_cstr(&b));
             buf_consume(&b, b.len);
         }
         if (f->has_max && d > f->max) {
-            number_describe(&b, f->max);
+            json_write_double(&b, f->max);
             violation_add(violations, f->name, "max", "%s must be <= %s", subject, buf_cstr(&b));
             buf_consume(&b, b.len);
         }
     }
     if (json_is_string(v) || json_is_array(v)) {
         bool str = json_is_string(v);
-        size_t len = str ? utf8_count(json_string_value(v), json_string_length(v)) : json_array_size(v);
+        size_t len =
+            str ? utf8_count(json_string_value(v), json_string_length(v)) : json_array_size(v);
         const char *unit = str ? "character" : "item";
         const char *verb = str ? "be" : "have", *tail = str ? " long" : "";
         if (f->has_min_length && len < f->min_length)
-            violation_add(violations, f->name, "minLength", "%s must %s at least %zu %s%s%s", subject,
-                          verb, f->min_length, unit, f->min_length == 1 ? "" : "s", tail);
+            violation_add(violations, f->name, "minLength", "%s must %s at least %zu %s%s%s",
+                          subject, verb, f->min_length, unit, f->min_length == 1 ? "" : "s", tail);
         if (f->has_max_length && len > f->max_length)
-            violation_add(violations, f->name, "maxLength", "%s must %s at most %zu %s%s%s", subject,
-                          verb, f->max_length, unit, f->max_length == 1 ? "" : "s", tail);
+            violation_add(violations, f->name, "maxLength", "%s must %s at most %zu %s%s%s",
+                          subject, verb, f->max_length, unit, f->max_length == 1 ? "" : "s", tail);
     }
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
@@ -537,7 +569,8 @@ static void field_check(const schema_field_t *f, const json_t *v, const char *su
         bool format_ok = true;
         const char *what = "";
         switch (f->format) {
-        case FORMAT_NONE: break;
+        case FORMAT_NONE:
+            break;
         case FORMAT_EMAIL:
             format_ok = email_ok(s, n);
             what = "email";
@@ -563,7 +596,7 @@ static void record_normalise(const schema_t *s, json_t *rec) {
         const schema_field_t *f = &s->fields[i];
         json_t *v = json_object_get(rec, f->name);
         json_int_t n;
-        if (f->type == FIELD_INTEGER && json_is_real(v) && json_integral(v, &n))
+        if (f->type == FIELD_INTEGER && json_is_real(v) && value_integral(v, &n))
             json_object_set_new(rec, f->name, json_integer(n));
     }
 }
@@ -634,14 +667,16 @@ const schema_field_t *schema_field_get(const schema_t *s, const char *name) {
 }
 
 /* A non-negative integer constraint value (minLength, maxLength). */
-static bool json_size(const json_t *v, size_t *out) {
+static bool value_size(const json_t *v, size_t *out) {
     json_int_t n;
-    if (!json_integral(v, &n) || n < 0) return false;
+    if (!value_integral(v, &n) || n < 0) return false;
     *out = (size_t)n;
     return true;
 }
 
-static bool type_is_numeric(field_type_t t) { return t == FIELD_NUMBER || t == FIELD_INTEGER; }
+static bool type_is_numeric(field_type_t t) {
+    return t == FIELD_NUMBER || t == FIELD_INTEGER;
+}
 
 /* Reports a constraint given on a field whose type it cannot apply to. */
 static void applies_check(json_t *violations, const schema_field_t *f, const char *constraint,
@@ -654,11 +689,13 @@ static void applies_check(json_t *violations, const schema_field_t *f, const cha
 
 static void field_parse_generated(schema_field_t *f, const json_t *v, bool type_known,
                                   json_t *violations) {
-    int g = json_is_string(v) ? name_index(field_gen_names, FIELD_GEN_COUNT, json_string_value(v)) : -1;
+    int g =
+        json_is_string(v) ? name_index(field_gen_names, FIELD_GEN_COUNT, json_string_value(v)) : -1;
     if (g < 0) {
-        violation_add(violations, f->name, "generated",
-                      "Field \"%s\": generated must be one of: uuid, cuid, autoincrement, timestamp",
-                      f->name);
+        violation_add(
+            violations, f->name, "generated",
+            "Field \"%s\": generated must be one of: uuid, cuid, autoincrement, timestamp",
+            f->name);
         return;
     }
     f->generated = (field_gen_t)g;
@@ -668,7 +705,8 @@ static void field_parse_generated(schema_field_t *f, const json_t *v, bool type_
     case GEN_CUID:
         if (f->type != FIELD_STRING)
             violation_add(violations, f->name, "generated",
-                          "Field \"%s\": generated %s needs type string", f->name, field_gen_names[g]);
+                          "Field \"%s\": generated %s needs type string", f->name,
+                          field_gen_names[g]);
         break;
     case GEN_AUTOINCREMENT:
         if (!type_is_numeric(f->type))
@@ -682,7 +720,8 @@ static void field_parse_generated(schema_field_t *f, const json_t *v, bool type_
                           "Field \"%s\": generated timestamp needs type number, integer or date",
                           f->name);
         break;
-    case GEN_NONE: break;
+    case GEN_NONE:
+        break;
     }
 }
 
@@ -705,12 +744,13 @@ static void field_parse_enum(schema_field_t *f, const json_t *v, bool type_known
             buf_init(&shown, 0);
             json_write(&raw, e);
             append_shown(&shown, buf_cstr(&raw));
-            violation_add(violations, f->name, "enum", "Field \"%s\": enum value %s is not of type %s",
-                          f->name, buf_cstr(&shown), field_type_names[f->type]);
+            violation_add(violations, f->name, "enum",
+                          "Field \"%s\": enum value %s is not of type %s", f->name,
+                          buf_cstr(&shown), field_type_names[f->type]);
             buf_cleanup(&shown);
             buf_cleanup(&raw);
         }
-        if (f->type == FIELD_INTEGER && json_is_real(e) && json_integral(e, &n))
+        if (f->type == FIELD_INTEGER && json_is_real(e) && value_integral(e, &n))
             json_array_append_new(values, json_integer(n));
         else
             json_array_append_new(values, json_deep_copy(e));
@@ -770,12 +810,19 @@ static void field_parse(schema_field_t *f, const json_t *def, json_t *violations
     if (!v) {
         violation_add(violations, f->name, "type", "Field \"%s\" must declare a type", f->name);
     } else {
-        int t = json_is_string(v) ? name_index(field_type_names, FIELD_TYPE_COUNT, json_string_value(v)) : -1;
+        int t = json_is_string(v)
+                    ? name_index(field_type_names, FIELD_TYPE_COUNT, json_string_value(v))
+                    : -1;
         if (t < 0) {
+            buf_t shown;
+            buf_init(&shown, 0);
+            json_write(&shown, v);
             violation_add(violations, f->name, "type",
-                          "Field \"%s\" has an unknown type; expected one of: string, number, "
+                          "Field \"%s\" has unknown type %.*s; expected one of: string, number, "
                           "integer, boolean, object, array, date",
-                          f->name);
+                          f->name, (int)utf8_cut(buf_cstr(&shown), SCHEMA_NAME_MAX),
+                          buf_cstr(&shown));
+            buf_cleanup(&shown);
         } else {
             f->type = (field_type_t)t;
             type_known = true;
@@ -783,20 +830,28 @@ static void field_parse(schema_field_t *f, const json_t *def, json_t *violations
     }
 
     if ((v = json_object_get(def, "required"))) {
-        if (json_is_boolean(v)) f->required = json_is_true(v);
-        else violation_add(violations, f->name, "required", "Field \"%s\": required must be true or false", f->name);
+        if (json_is_boolean(v))
+            f->required = json_is_true(v);
+        else
+            violation_add(violations, f->name, "required",
+                          "Field \"%s\": required must be true or false", f->name);
     }
     if ((v = json_object_get(def, "unique"))) {
-        if (json_is_boolean(v)) f->unique = json_is_true(v);
-        else violation_add(violations, f->name, "unique", "Field \"%s\": unique must be true or false", f->name);
+        if (json_is_boolean(v))
+            f->unique = json_is_true(v);
+        else
+            violation_add(violations, f->name, "unique",
+                          "Field \"%s\": unique must be true or false", f->name);
     }
     if ((v = json_object_get(def, "ref"))) {
         if (json_is_string(v) && schema_bucket_name_ok(json_string_value(v)))
             f->ref = xstrdup(json_string_value(v));
         else
-            violation_add(violations, f->name, "ref", "Field \"%s\": ref must name a bucket", f->name);
+            violation_add(violations, f->name, "ref", "Field \"%s\": ref must name a bucket",
+                          f->name);
     }
-    if ((v = json_object_get(def, "generated"))) field_parse_generated(f, v, type_known, violations);
+    if ((v = json_object_get(def, "generated")))
+        field_parse_generated(f, v, type_known, violations);
     if ((v = json_object_get(def, "enum"))) field_parse_enum(f, v, type_known, violations);
 
     if ((v = json_object_get(def, "min"))) {
@@ -804,29 +859,40 @@ static void field_parse(schema_field_t *f, const json_t *def, json_t *violations
             f->has_min = true;
             f->min = json_number_value(v);
         } else
-            violation_add(violations, f->name, "min", "Field \"%s\": min must be a number", f->name);
-        if (type_known) applies_check(violations, f, "min", type_is_numeric(f->type), "number and integer");
+            violation_add(violations, f->name, "min", "Field \"%s\": min must be a number",
+                          f->name);
+        if (type_known)
+            applies_check(violations, f, "min", type_is_numeric(f->type), "number and integer");
     }
     if ((v = json_object_get(def, "max"))) {
         if (json_is_number(v)) {
             f->has_max = true;
             f->max = json_number_value(v);
         } else
-            violation_add(violations, f->name, "max", "Field \"%s\": max must be a number", f->name);
-        if (type_known) applies_check(violations, f, "max", type_is_numeric(f->type), "number and integer");
+            violation_add(violations, f->name, "max", "Field \"%s\": max must be a number",
+                          f->name);
+        if (type_known)
+            applies_check(violations, f, "max", type_is_numeric(f->type), "number and integer");
     }
     if (f->has_min && f->has_max && f->min > f->max)
-        violation_add(violations, f->name, "min", "Field \"%s\": min must not be greater than max", f->name);
+        violation_add(violations, f->name, "min", "Field \"%s\": min must not be greater than max",
+                      f->name);
 
     bool sized = f->type == FIELD_STRING || f->type == FIELD_ARRAY;
     if ((v = json_object_get(def, "minLength"))) {
-        if (json_size(v, &f->min_length)) f->has_min_length = true;
-        else violation_add(violations, f->name, "minLength", "Field \"%s\": minLength must be a non-negative integer", f->name);
+        if (value_size(v, &f->min_length))
+            f->has_min_length = true;
+        else
+            violation_add(violations, f->name, "minLength",
+                          "Field \"%s\": minLength must be a non-negative integer", f->name);
         if (type_known) applies_check(violations, f, "minLength", sized, "string and array");
     }
     if ((v = json_object_get(def, "maxLength"))) {
-        if (json_size(v, &f->max_length)) f->has_max_length = true;
-        else violation_add(violations, f->name, "maxLength", "Field \"%s\": maxLength must be a non-negative integer", f->name);
+        if (value_size(v, &f->max_length))
+            f->has_max_length = true;
+        else
+            violation_add(violations, f->name, "maxLength",
+                          "Field \"%s\": maxLength must be a non-negative integer", f->name);
         if (type_known) applies_check(violations, f, "maxLength", sized, "string and array");
     }
     if (f->has_min_length && f->has_max_length && f->min_length > f->max_length)
@@ -838,11 +904,14 @@ static void field_parse(schema_field_t *f, const json_t *def, json_t *violations
         if (type_known) applies_check(violations, f, "pattern", f->type == FIELD_STRING, "string");
     }
     if ((v = json_object_get(def, "format"))) {
-        int fm = json_is_string(v) ? name_index(field_format_names, FIELD_FORMAT_COUNT, json_string_value(v)) : -1;
+        int fm = json_is_string(v)
+                     ? name_index(field_format_names, FIELD_FORMAT_COUNT, json_string_value(v))
+                     : -1;
         if (fm < 0)
             violation_add(violations, f->name, "format",
                           "Field \"%s\": format must be one of: email, url, iso-date", f->name);
-        else f->format = (field_format_t)fm;
+        else
+            f->format = (field_format_t)fm;
         if (type_known) applies_check(violations, f, "format", f->type == FIELD_STRING, "string");
     }
 
@@ -853,8 +922,10 @@ static void field_parse(schema_field_t *f, const json_t *def, json_t *violations
     if (json_is_null(v)) {
         if (f->required)
             violation_add(violations, f->name, "default",
-                          "Default of field \"%s\" must not be null: the field is required", f->name);
-        else f->default_value = json_null();
+                          "Default of field \"%s\" must not be null: the field is required",
+                          f->name);
+        else
+            f->default_value = json_null();
         return;
     }
     json_t *found = json_array();
@@ -863,12 +934,11 @@ static void field_parse(schema_field_t *f, const json_t *def, json_t *violations
     field_check(f, v, subject, found);
     size_t i;
     json_t *e;
-    json_array_foreach(found, i, e)
-        violation_add(violations, f->name, "default", "%s",
-                      json_string_value(json_object_get(e, "message")));
+    json_array_foreach(found, i, e) violation_add(violations, f->name, "default", "%s",
+                                                  json_string_value(json_object_get(e, "message")));
     json_decref(found);
     json_int_t n;
-    if (f->type == FIELD_INTEGER && json_is_real(v) && json_integral(v, &n))
+    if (f->type == FIELD_INTEGER && json_is_real(v) && value_integral(v, &n))
         f->default_value = json_integer(n);
     else
         f->default_value = json_deep_copy(v);
@@ -884,19 +954,43 @@ static json_t *field_definition(const schema_field_t *f, const json_t *def) {
         if (!given) continue;
         json_t *v;
         switch (i) {
-        case 0: v = json_string(field_type_names[f->type]); break;
-        case 1: v = json_boolean(f->required); break;
-        case 2: v = json_deep_copy(f->default_value); break;
-        case 3: v = json_string(field_gen_names[f->generated]); break;
-        case 4: v = json_deep_copy(f->enum_values); break;
+        case 0:
+            v = json_string(field_type_names[f->type]);
+            break;
+        case 1:
+            v = json_boolean(f->required);
+            break;
+        case 2:
+            v = json_deep_copy(f->default_value);
+            break;
+        case 3:
+            v = json_string(field_gen_names[f->generated]);
+            break;
+        case 4:
+            v = json_deep_copy(f->enum_values);
+            break;
         case 5: /* fall through: min and max keep the number as given */
-        case 6: v = json_deep_copy(given); break;
-        case 7: v = json_integer((json_int_t)f->min_length); break;
-        case 8: v = json_integer((json_int_t)f->max_length); break;
-        case 9: v = json_string(f->pattern); break;
-        case 10: v = json_string(field_format_names[f->format]); break;
-        case 11: v = json_boolean(f->unique); break;
-        default: v = json_string(f->ref); break;
+        case 6:
+            v = json_deep_copy(given);
+            break;
+        case 7:
+            v = json_integer((json_int_t)f->min_length);
+            break;
+        case 8:
+            v = json_integer((json_int_t)f->max_length);
+            break;
+        case 9:
+            v = json_string(f->pattern);
+            break;
+        case 10:
+            v = json_string(field_format_names[f->format]);
+            break;
+        case 11:
+            v = json_boolean(f->unique);
+            break;
+        default:
+            v = json_string(f->ref);
+            break;
         }
         json_object_set_new(out, c, v);
     }
@@ -950,11 +1044,13 @@ static json_t *schema_definition_build(const schema_t *s, const json_t *fields) 
     json_object_set_new(def, "key", json_string(s->key));
     json_t *out = json_object();
     for (size_t i = 0; i < s->field_count; i++)
-        json_object_set_new(out, s->fields[i].name,
-                            field_definition(&s->fields[i], json_object_get(fields, s->fields[i].name)));
+        json_object_set_new(
+            out, s->fields[i].name,
+            field_definition(&s->fields[i], json_object_get(fields, s->fields[i].name)));
     json_object_set_new(def, "schema", out);
     json_t *idx = json_array();
-    for (size_t i = 0; i < s->index_count; i++) json_array_append_new(idx, json_string(s->indexes[i]));
+    for (size_t i = 0; i < s->index_count; i++)
+        json_array_append_new(idx, json_string(s->indexes[i]));
     json_object_set_new(def, "indexes", idx);
     return def;
 }
@@ -978,7 +1074,8 @@ schema_t *schema_compile(const char *bucket, const json_t *definition, err_t *er
                       "and \"-\", be at most %d characters long and not start with \"sqlite_\"",
                       SCHEMA_NAME_MAX);
     if (!json_is_object(definition)) {
-        violation_add(violations, "definition", "definition", "Bucket definition must be an object");
+        violation_add(violations, "definition", "definition",
+                      "Bucket definition must be an object");
         s->key = xstrdup("id");
         goto fail;
     }
@@ -988,9 +1085,10 @@ schema_t *schema_compile(const char *bucket, const json_t *definition, err_t *er
     json_t *v;
     json_object_keylen_foreach((json_t *)definition, k, klen, v) {
         if (strlen(k) != klen || (strcmp(k, "key") && strcmp(k, "schema") && strcmp(k, "indexes")))
-            violation_add(violations, "definition", "unknownOption",
-                          "Bucket definition has unknown option \"%.*s\"; expected key, schema, indexes",
-                          (int)utf8_cut(k, SCHEMA_NAME_MAX), k);
+            violation_add(
+                violations, "definition", "unknownOption",
+                "Bucket definition has unknown option \"%.*s\"; expected key, schema, indexes",
+                (int)utf8_cut(k, SCHEMA_NAME_MAX), k);
     }
 
     const json_t *key = json_object_get(definition, "key");
@@ -1015,10 +1113,11 @@ schema_t *schema_compile(const char *bucket, const json_t *definition, err_t *er
         s->fields = xcalloc(json_object_size(fields) + 1, sizeof *s->fields);
         json_object_keylen_foreach((json_t *)fields, k, klen, v) {
             if (strlen(k) != klen || !schema_field_name_ok(k)) {
-                violation_add(violations, k, "name",
-                              "Field name \"%.*s\" is invalid: it must start with a letter, contain "
-                              "only letters, digits and \"_\" and be at most %d characters long",
-                              (int)utf8_cut(k, SCHEMA_NAME_MAX), k, SCHEMA_NAME_MAX);
+                violation_add(
+                    violations, k, "name",
+                    "Field name \"%.*s\" is invalid: it must start with a letter, contain "
+                    "only letters, digits and \"_\" and be at most %d characters long",
+                    (int)utf8_cut(k, SCHEMA_NAME_MAX), k, SCHEMA_NAME_MAX);
                 continue;
             }
             schema_field_t *f = &s->fields[s->field_count++];
@@ -1030,8 +1129,10 @@ schema_t *schema_compile(const char *bucket, const json_t *definition, err_t *er
     const schema_field_t *key_field = schema_field_get(s, s->key);
     if (key_field && (key_field->type == FIELD_BOOLEAN || key_field->type == FIELD_OBJECT ||
                       key_field->type == FIELD_ARRAY))
-        violation_add(violations, s->key, "key", "Key field \"%s\" must be of type string, number, "
-                      "integer or date", s->key);
+        violation_add(violations, s->key, "key",
+                      "Key field \"%s\" must be of type string, number, "
+                      "integer or date",
+                      s->key);
 
     compile_indexes(s, json_object_get(definition, "indexes"), fields != NULL, violations);
 
@@ -1071,7 +1172,8 @@ schema_t *schema_extend(const schema_t *s, const json_t *updates, err_t *err) {
     json_t *indexes = json_object_get(def, "indexes");
     const json_t *add = json_object_get(updates, "fields");
     if (add && !json_is_object(add)) {
-        violation_add(violations, "fields", "fields", "Fields to add must be an object of field definitions");
+        violation_add(violations, "fields", "fields",
+                      "Fields to add must be an object of field definitions");
     } else if (add) {
         json_object_keylen_foreach((json_t *)add, k, klen, v) {
             if (strlen(k) == klen && json_object_get(fields, k))
@@ -1082,7 +1184,8 @@ schema_t *schema_extend(const schema_t *s, const json_t *updates, err_t *err) {
     }
     add = json_object_get(updates, "indexes");
     if (add && !json_is_array(add)) {
-        violation_add(violations, "indexes", "indexes", "Indexes to add must be an array of field names");
+        violation_add(violations, "indexes", "indexes",
+                      "Indexes to add must be an array of field names");
     } else if (add) {
         size_t i;
         json_array_foreach(add, i, v) {
@@ -1091,8 +1194,8 @@ schema_t *schema_extend(const schema_t *s, const json_t *updates, err_t *err) {
             json_t *cur;
             json_array_foreach(indexes, j, cur) exists = exists || json_equal(cur, v);
             if (exists)
-                violation_add(violations, json_string_value(v), "exists", "Index \"%s\" already exists",
-                              json_string_value(v));
+                violation_add(violations, json_string_value(v), "exists",
+                              "Index \"%s\" already exists", json_string_value(v));
             else
                 json_array_append(indexes, v);
         }
@@ -1129,8 +1232,8 @@ static json_t *record_finish(const schema_t *s, json_t *rec, json_t *violations,
     return rec;
 }
 
-json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_fn gen, void *gen_ctx,
-                              err_t *err) {
+json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_fn gen,
+                              void *gen_ctx, err_t *err) {
     if (!json_is_object(data)) {
         err_set(err, ERR_VALIDATION, "Missing or invalid \"data\": expected object");
         return NULL;
@@ -1183,7 +1286,8 @@ json_t *schema_prepare_update(const schema_t *s, const json_t *current, const js
             /* Giving the same key again is harmless; changing it would move the record. */
             const json_t *cur = json_object_get(current, s->key);
             if (!cur || !value_equal(cur, v))
-                violation_add(violations, s->key, "immutable", "Field \"%s\" cannot be changed", s->key);
+                violation_add(violations, s->key, "immutable", "Field \"%s\" cannot be changed",
+                              s->key);
             continue;
         }
         const schema_field_t *f = schema_field_get(s, k);

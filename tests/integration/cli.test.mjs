@@ -231,6 +231,56 @@ describe('cli: serve', () => {
 });
 
 describe('cli: precedence flag > env > config > default', () => {
+  test('public dir: SHOPD_PUBLIC_DIR beats http.publicDir; --public-dir beats SHOPD_PUBLIC_DIR', T, async () => {
+    const dirs = {};
+    for (const k of ['config', 'env', 'flag']) {
+      dirs[k] = path.join(tmp, `public-${k}`);
+      fs.mkdirSync(dirs[k], { recursive: true });
+      fs.writeFileSync(path.join(dirs[k], 'index.html'), `from ${k}\n`);
+    }
+    const a = await startServer({ config: { http: { publicDir: dirs.config } }, env: { SHOPD_PUBLIC_DIR: dirs.env } });
+    try {
+      assert.equal((await get(a.port, '/')).text, 'from env\n');
+    } finally {
+      await a.stopAndCheck();
+    }
+    const b = await startServer({ config: { http: { publicDir: dirs.config } }, env: { SHOPD_PUBLIC_DIR: dirs.env }, args: ['--public-dir', dirs.flag] });
+    try {
+      assert.equal((await get(b.port, '/')).text, 'from flag\n');
+    } finally {
+      await b.stopAndCheck();
+    }
+    const c = await startServer({ config: { http: { publicDir: dirs.config } } });
+    try {
+      assert.equal((await get(c.port, '/')).text, 'from config\n');
+    } finally {
+      await c.stopAndCheck();
+    }
+  });
+
+  test('without any port setting the default port is 8080', T, async (t) => {
+    if (await canConnect(8080)) {
+      t.skip('something already listens on 127.0.0.1:8080');
+      return;
+    }
+    const probe = net.createServer();
+    const free = await new Promise((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(8080, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (!free) {
+      t.skip('127.0.0.1:8080 cannot be bound here');
+      return;
+    }
+    const srv = await startServer({ portArg: null, probePorts: [8080] });
+    try {
+      assert.equal(srv.port, 8080);
+      assert.equal((await get(8080, '/healthz')).status, 200);
+    } finally {
+      await srv.stopAndCheck();
+    }
+  });
+
   test('SHOPD_PORT beats the config file port', T, async () => {
     const [pc, pe] = [await freePort(), await freePort()];
     const srv = await startServer({ config: { port: pc }, portArg: null, env: { SHOPD_PORT: String(pe) }, probePorts: [pe, pc] });

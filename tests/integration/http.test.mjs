@@ -307,6 +307,18 @@ describe('http: bodies', () => {
 });
 
 describe('http: limits and malformed requests', () => {
+  test('default http.maxBodyBytes is 1 MiB', { timeout: STARTUP_MS + 5000 }, async () => {
+    const d = await startServer();
+    try {
+      const over = await request(d.port, { method: 'POST', path: '/nope', body: Buffer.alloc(1048577, 0x61) });
+      assert.equal(over.status, 413, '1 MiB + 1 byte body');
+      const exact = await request(d.port, { method: 'POST', path: '/nope', body: Buffer.alloc(1048576, 0x61) });
+      assert.ok([404, 405].includes(exact.status), `a 1 MiB body got ${exact.status}`);
+    } finally {
+      await d.stopAndCheck();
+    }
+  });
+
   test('request target over 8 KiB gives 414', T, async () => {
     const res = await rawOnce(`GET /${'a'.repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
     assert.equal(res.status, 414);

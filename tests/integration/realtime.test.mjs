@@ -200,6 +200,20 @@ describe('realtime: validation order (§2)', () => {
   });
 });
 
+describe('realtime: payload limit', () => {
+  test('default maxPayloadBytes: a 1 MiB message is processed, 1 MiB + 1 closes with 1009', T, async () => {
+    const c = await wsClient(srv.wsUrl());
+    const base = JSON.stringify({ id: 5, type: 'nope.op', pad: '' });
+    c.send(JSON.stringify({ id: 5, type: 'nope.op', pad: 'x'.repeat(1048576 - base.length) }));
+    assert.equal((await c.next()).id, 5);
+    c.send(JSON.stringify({ id: 6, type: 'nope.op', pad: 'x'.repeat(1048577 - base.length) }));
+    const info = await c.waitClose(3000);
+    assert.ok(info, 'not closed');
+    assert.equal(info.code, 1009);
+    assert.ok(!c.queue.some((m) => m.id === 6), 'the oversized message was processed');
+  });
+});
+
 describe('realtime: ordering', () => {
   test('200 mixed requests are answered in request order', T, async () => {
     const c = await wsClient(srv.wsUrl());

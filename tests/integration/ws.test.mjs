@@ -139,6 +139,16 @@ describe('ws: handshake', () => {
     }
   });
 
+  test('permessage-deflate offered by the client is not accepted', T, async () => {
+    const s = await wsRaw(srv.port, { headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' } });
+    try {
+      assert.equal(s.handshake.headers['sec-websocket-extensions'], undefined);
+      assert.equal(JSON.parse((await s.readFrame()).text).type, 'welcome');
+    } finally {
+      s.destroy();
+    }
+  });
+
   test('frames sent in the same write as the upgrade request are processed', T, async () => {
     const extra = encodeFrame({ payload: req(42) });
     const s = await wsRaw(srv.port, { extra });

@@ -71,7 +71,8 @@ static void expect_compile_violation(const char *def, const char *field, const c
     err_t err = ERR_INIT;
     compile_bad("things", def, &err);
     char *d = json_dumps(err.details, JSON_COMPACT);
-    cr_assert(has_violation(err.details, field, rule), "want %s/%s in %s for %s", field, rule, d, def);
+    cr_assert(has_violation(err.details, field, rule), "want %s/%s in %s for %s", field, rule, d,
+              def);
     free(d);
     err_clear(&err);
 }
@@ -138,7 +139,9 @@ static bool starts_with(const char *s, const char *prefix) {
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static char *dump(const json_t *v) { return json_write_dup(v, NULL); }
+static char *dump(const json_t *v) {
+    return json_write_dup(v, NULL);
+}
 
 static void expect_json(const json_t *v, const char *want) {
     char *got = dump(v);
@@ -150,8 +153,10 @@ static const char *SPEC_EXAMPLE =
     "{ \"key\": \"id\","
     "  \"schema\": {"
     "    \"id\":    { \"type\": \"string\", \"generated\": \"uuid\" },"
-    "    \"email\": { \"type\": \"string\", \"required\": true, \"format\": \"email\", \"unique\": true },"
-    "    \"role\":  { \"type\": \"string\", \"enum\": [\"customer\", \"admin\"], \"default\": \"customer\" },"
+    "    \"email\": { \"type\": \"string\", \"required\": true, \"format\": \"email\", \"unique\": "
+    "true },"
+    "    \"role\":  { \"type\": \"string\", \"enum\": [\"customer\", \"admin\"], \"default\": "
+    "\"customer\" },"
     "    \"stock\": { \"type\": \"number\", \"min\": 0, \"default\": 0 } },"
     "  \"indexes\": [\"role\"] }";
 
@@ -229,24 +234,25 @@ Test(schema_compile, compiles_the_spec_example) {
     cr_assert_eq(s->index_count, 1);
     cr_assert_str_eq(s->indexes[0], "role");
     cr_assert_null(schema_field_get(s, "nope"));
-    expect_json(s->definition,
-                "{\"key\":\"id\",\"schema\":{"
-                "\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
-                "\"email\":{\"type\":\"string\",\"required\":true,\"format\":\"email\",\"unique\":true},"
-                "\"role\":{\"type\":\"string\",\"default\":\"customer\",\"enum\":[\"customer\",\"admin\"]},"
-                "\"stock\":{\"type\":\"number\",\"default\":0,\"min\":0}},"
-                "\"indexes\":[\"role\"]}");
+    expect_json(
+        s->definition,
+        "{\"key\":\"id\",\"schema\":{"
+        "\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
+        "\"email\":{\"type\":\"string\",\"required\":true,\"format\":\"email\",\"unique\":true},"
+        "\"role\":{\"type\":\"string\",\"default\":\"customer\",\"enum\":[\"customer\",\"admin\"]},"
+        "\"stock\":{\"type\":\"number\",\"default\":0,\"min\":0}},"
+        "\"indexes\":[\"role\"]}");
     schema_free(s);
 }
 
 Test(schema_compile, compiles_the_seed_buckets) {
-    schema_t *s = compile_ok("audit-logs",
-                             "{\"key\":\"id\",\"schema\":{"
-                             "\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
-                             "\"action\":{\"type\":\"string\",\"required\":true},"
-                             "\"userId\":{\"type\":\"string\",\"required\":true},"
-                             "\"details\":{\"type\":\"string\",\"default\":\"\"},"
-                             "\"timestamp\":{\"type\":\"number\",\"required\":true}}}");
+    schema_t *s =
+        compile_ok("audit-logs", "{\"key\":\"id\",\"schema\":{"
+                                 "\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
+                                 "\"action\":{\"type\":\"string\",\"required\":true},"
+                                 "\"userId\":{\"type\":\"string\",\"required\":true},"
+                                 "\"details\":{\"type\":\"string\",\"default\":\"\"},"
+                                 "\"timestamp\":{\"type\":\"number\",\"required\":true}}}");
     cr_assert_eq(s->field_count, 5);
     cr_assert_eq(s->index_count, 0);
     expect_json(json_object_get(s->definition, "indexes"), "[]");
@@ -262,11 +268,13 @@ Test(schema_compile, key_defaults_to_id) {
 }
 
 Test(schema_compile, accepts_a_custom_key_field) {
-    schema_t *s = compile_ok("products", "{\"key\":\"sku\",\"schema\":{\"sku\":{\"type\":\"string\"}}}");
+    schema_t *s =
+        compile_ok("products", "{\"key\":\"sku\",\"schema\":{\"sku\":{\"type\":\"string\"}}}");
     cr_assert_str_eq(s->key, "sku");
     err_t err = ERR_INIT;
     insert_bad(s, "{\"id\":\"x\"}", &err);
-    cr_assert_str_eq(violation_message(err.details, "sku", "required"), "Field \"sku\" is required");
+    cr_assert_str_eq(violation_message(err.details, "sku", "required"),
+                     "Field \"sku\" is required");
     err_clear(&err);
     schema_free(s);
 }
@@ -281,21 +289,22 @@ Test(schema_compile, an_empty_schema_is_allowed) {
 }
 
 Test(schema_compile, definition_lists_constraints_in_a_stable_order) {
-    schema_t *s = compile_ok("things",
-                             "{\"indexes\":[\"code\"],\"schema\":{\"code\":{"
+    schema_t *s =
+        compile_ok("things", "{\"indexes\":[\"code\"],\"schema\":{\"code\":{"
                              "\"ref\":\"others\",\"unique\":false,\"format\":\"email\","
                              "\"pattern\":\"@\",\"maxLength\":80,\"minLength\":3.0,"
                              "\"enum\":[\"a@b.co\",\"c@d.co\"],\"default\":\"a@b.co\","
                              "\"required\":false,\"type\":\"string\"},"
                              "\"n\":{\"max\":10.5,\"min\":-1,\"generated\":\"autoincrement\","
                              "\"type\":\"integer\"}},\"key\":\"code\"}");
-    expect_json(s->definition,
-                "{\"key\":\"code\",\"schema\":{\"code\":{\"type\":\"string\",\"required\":false,"
-                "\"default\":\"a@b.co\",\"enum\":[\"a@b.co\",\"c@d.co\"],\"minLength\":3,"
-                "\"maxLength\":80,\"pattern\":\"@\",\"format\":\"email\",\"unique\":false,"
-                "\"ref\":\"others\"},"
-                "\"n\":{\"type\":\"integer\",\"generated\":\"autoincrement\",\"min\":-1,\"max\":10.5}},"
-                "\"indexes\":[\"code\"]}");
+    expect_json(
+        s->definition,
+        "{\"key\":\"code\",\"schema\":{\"code\":{\"type\":\"string\",\"required\":false,"
+        "\"default\":\"a@b.co\",\"enum\":[\"a@b.co\",\"c@d.co\"],\"minLength\":3,"
+        "\"maxLength\":80,\"pattern\":\"@\",\"format\":\"email\",\"unique\":false,"
+        "\"ref\":\"others\"},"
+        "\"n\":{\"type\":\"integer\",\"generated\":\"autoincrement\",\"min\":-1,\"max\":10.5}},"
+        "\"indexes\":[\"code\"]}");
     schema_free(s);
 }
 
@@ -343,7 +352,7 @@ Test(schema_compile, accepts_generated_kinds_on_matching_types) {
         "{\"type\":\"integer\",\"generated\":\"timestamp\"}",
         "{\"type\":\"date\",\"generated\":\"timestamp\"}",
     };
-    const field_gen_t want[] = {GEN_UUID, GEN_CUID, GEN_AUTOINCREMENT, GEN_AUTOINCREMENT,
+    const field_gen_t want[] = {GEN_UUID,      GEN_CUID,      GEN_AUTOINCREMENT, GEN_AUTOINCREMENT,
                                 GEN_TIMESTAMP, GEN_TIMESTAMP, GEN_TIMESTAMP};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char def[256];
@@ -359,7 +368,8 @@ Test(schema_compile, rejects_a_bad_bucket_name_and_still_reports_the_rest) {
     compile_bad("sqlite_stat1", "{\"schema\":{\"x\":{\"type\":\"nope\"}}}", &err);
     cr_assert(has_violation(err.details, "name", "name"));
     cr_assert(has_violation(err.details, "x", "type"));
-    cr_assert(starts_with(err.msg, "Invalid bucket definition: Bucket name must start"), "%s", err.msg);
+    cr_assert(starts_with(err.msg, "Invalid bucket definition: Bucket name must start"), "%s",
+              err.msg);
     err_clear(&err);
     compile_bad("bad name", "{\"schema\":{}}", &err);
     cr_assert(has_violation(err.details, "name", "name"));
@@ -388,8 +398,10 @@ Test(schema_compile, rejects_unknown_top_level_options) {
 }
 
 Test(schema_compile, rejects_bad_field_names) {
-    expect_compile_violation("{\"schema\":{\"_version\":{\"type\":\"number\"}}}", "_version", "name");
-    expect_compile_violation("{\"schema\":{\"first-name\":{\"type\":\"string\"}}}", "first-name", "name");
+    expect_compile_violation("{\"schema\":{\"_version\":{\"type\":\"number\"}}}", "_version",
+                             "name");
+    expect_compile_violation("{\"schema\":{\"first-name\":{\"type\":\"string\"}}}", "first-name",
+                             "name");
     expect_compile_violation("{\"schema\":{\"\":{\"type\":\"string\"}}}", "", "name");
     expect_compile_violation("{\"schema\":{\"9lives\":{\"type\":\"string\"}}}", "9lives", "name");
 }
@@ -398,8 +410,10 @@ Test(schema_compile, rejects_a_bad_key) {
     expect_compile_violation("{\"key\":5,\"schema\":{}}", "key", "key");
     expect_compile_violation("{\"key\":\"_id\",\"schema\":{}}", "key", "key");
     expect_compile_violation("{\"key\":\"\",\"schema\":{}}", "key", "key");
-    expect_compile_violation("{\"key\":\"flag\",\"schema\":{\"flag\":{\"type\":\"boolean\"}}}", "flag", "key");
-    expect_compile_violation("{\"key\":\"o\",\"schema\":{\"o\":{\"type\":\"object\"}}}", "o", "key");
+    expect_compile_violation("{\"key\":\"flag\",\"schema\":{\"flag\":{\"type\":\"boolean\"}}}",
+                             "flag", "key");
+    expect_compile_violation("{\"key\":\"o\",\"schema\":{\"o\":{\"type\":\"object\"}}}", "o",
+                             "key");
     expect_compile_violation("{\"key\":\"a\",\"schema\":{\"a\":{\"type\":\"array\"}}}", "a", "key");
 }
 
@@ -420,33 +434,54 @@ Test(schema_compile, rejects_unknown_constraints) {
 }
 
 Test(schema_compile, rejects_bad_generated_kinds) {
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":\"uuid4\"}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":true}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"number\",\"generated\":\"uuid\"}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"integer\",\"generated\":\"cuid\"}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":\"autoincrement\"}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"date\",\"generated\":\"autoincrement\"}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":\"timestamp\"}}}", "g", "generated");
-    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"boolean\",\"generated\":\"timestamp\"}}}", "g", "generated");
+    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":\"uuid4\"}}}",
+                             "g", "generated");
+    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":true}}}", "g",
+                             "generated");
+    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"number\",\"generated\":\"uuid\"}}}",
+                             "g", "generated");
+    expect_compile_violation("{\"schema\":{\"g\":{\"type\":\"integer\",\"generated\":\"cuid\"}}}",
+                             "g", "generated");
+    expect_compile_violation(
+        "{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":\"autoincrement\"}}}", "g",
+        "generated");
+    expect_compile_violation(
+        "{\"schema\":{\"g\":{\"type\":\"date\",\"generated\":\"autoincrement\"}}}", "g",
+        "generated");
+    expect_compile_violation(
+        "{\"schema\":{\"g\":{\"type\":\"string\",\"generated\":\"timestamp\"}}}", "g", "generated");
+    expect_compile_violation(
+        "{\"schema\":{\"g\":{\"type\":\"boolean\",\"generated\":\"timestamp\"}}}", "g",
+        "generated");
 }
 
 Test(schema_compile, rejects_bad_min_and_max) {
-    expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"number\",\"min\":\"0\"}}}", "n", "min");
+    expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"number\",\"min\":\"0\"}}}", "n",
+                             "min");
     expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"number\",\"max\":null}}}", "n", "max");
-    expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"number\",\"min\":5,\"max\":4}}}", "n", "min");
+    expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"number\",\"min\":5,\"max\":4}}}", "n",
+                             "min");
     expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"string\",\"min\":1}}}", "n", "min");
     expect_compile_violation("{\"schema\":{\"n\":{\"type\":\"date\",\"max\":1}}}", "n", "max");
-    schema_t *s = compile_ok("things", "{\"schema\":{\"n\":{\"type\":\"number\",\"min\":4,\"max\":4}}}");
+    schema_t *s =
+        compile_ok("things", "{\"schema\":{\"n\":{\"type\":\"number\",\"min\":4,\"max\":4}}}");
     schema_free(s);
 }
 
 Test(schema_compile, rejects_bad_lengths) {
-    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"minLength\":-1}}}", "s", "minLength");
-    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"minLength\":1.5}}}", "s", "minLength");
-    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"maxLength\":\"3\"}}}", "s", "maxLength");
-    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"minLength\":4,\"maxLength\":3}}}", "s", "minLength");
-    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"number\",\"maxLength\":3}}}", "s", "maxLength");
-    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"object\",\"minLength\":3}}}", "s", "minLength");
+    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"minLength\":-1}}}", "s",
+                             "minLength");
+    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"minLength\":1.5}}}", "s",
+                             "minLength");
+    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"string\",\"maxLength\":\"3\"}}}", "s",
+                             "maxLength");
+    expect_compile_violation(
+        "{\"schema\":{\"s\":{\"type\":\"string\",\"minLength\":4,\"maxLength\":3}}}", "s",
+        "minLength");
+    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"number\",\"maxLength\":3}}}", "s",
+                             "maxLength");
+    expect_compile_violation("{\"schema\":{\"s\":{\"type\":\"object\",\"minLength\":3}}}", "s",
+                             "minLength");
     schema_t *s = compile_ok("things", "{\"schema\":{\"s\":{\"type\":\"array\",\"minLength\":0,"
                                        "\"maxLength\":3.0}}}");
     cr_assert_eq(schema_field_get(s, "s")->max_length, 3);
@@ -454,14 +489,19 @@ Test(schema_compile, rejects_bad_lengths) {
 }
 
 Test(schema_compile, rejects_bad_enums) {
-    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":\"a\"}}}", "e", "enum");
+    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":\"a\"}}}", "e",
+                             "enum");
     expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":[]}}}", "e", "enum");
-    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":[\"a\",1]}}}", "e", "enum");
-    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"integer\",\"enum\":[1,1.5]}}}", "e", "enum");
-    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":[\"a\",null]}}}", "e", "enum");
+    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":[\"a\",1]}}}", "e",
+                             "enum");
+    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"integer\",\"enum\":[1,1.5]}}}", "e",
+                             "enum");
+    expect_compile_violation("{\"schema\":{\"e\":{\"type\":\"string\",\"enum\":[\"a\",null]}}}",
+                             "e", "enum");
     /* A bounded list: 256 values are fine, 257 are not. */
     char def[4096];
-    size_t o = (size_t)snprintf(def, sizeof def, "{\"schema\":{\"e\":{\"type\":\"integer\",\"enum\":[0");
+    size_t o =
+        (size_t)snprintf(def, sizeof def, "{\"schema\":{\"e\":{\"type\":\"integer\",\"enum\":[0");
     for (int i = 1; i < 256; i++) o += (size_t)snprintf(def + o, sizeof def - o, ",%d", i);
     snprintf(def + o, sizeof def - o, "]}}}");
     schema_t *s = compile_ok("things", def);
@@ -471,25 +511,42 @@ Test(schema_compile, rejects_bad_enums) {
 }
 
 Test(schema_compile, rejects_defaults_that_break_the_fields_own_rules) {
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"number\",\"default\":\"0\"}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"integer\",\"default\":0.5}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"string\",\"enum\":[\"a\"],\"default\":\"b\"}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"number\",\"min\":0,\"default\":-1}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"number\",\"max\":9,\"default\":10}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"string\",\"maxLength\":2,\"default\":\"abc\"}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"string\",\"pattern\":\"^[0-9]+$\",\"default\":\"x\"}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"string\",\"format\":\"email\",\"default\":\"nobody\"}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"date\",\"default\":\"2023-02-30\"}}}", "d", "default");
-    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"string\",\"required\":true,\"default\":null}}}", "d", "default");
+    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"number\",\"default\":\"0\"}}}", "d",
+                             "default");
+    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"integer\",\"default\":0.5}}}", "d",
+                             "default");
+    expect_compile_violation(
+        "{\"schema\":{\"d\":{\"type\":\"string\",\"enum\":[\"a\"],\"default\":\"b\"}}}", "d",
+        "default");
+    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"number\",\"min\":0,\"default\":-1}}}",
+                             "d", "default");
+    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"number\",\"max\":9,\"default\":10}}}",
+                             "d", "default");
+    expect_compile_violation(
+        "{\"schema\":{\"d\":{\"type\":\"string\",\"maxLength\":2,\"default\":\"abc\"}}}", "d",
+        "default");
+    expect_compile_violation(
+        "{\"schema\":{\"d\":{\"type\":\"string\",\"pattern\":\"^[0-9]+$\",\"default\":\"x\"}}}",
+        "d", "default");
+    expect_compile_violation(
+        "{\"schema\":{\"d\":{\"type\":\"string\",\"format\":\"email\",\"default\":\"nobody\"}}}",
+        "d", "default");
+    expect_compile_violation("{\"schema\":{\"d\":{\"type\":\"date\",\"default\":\"2023-02-30\"}}}",
+                             "d", "default");
+    expect_compile_violation(
+        "{\"schema\":{\"d\":{\"type\":\"string\",\"required\":true,\"default\":null}}}", "d",
+        "default");
     err_t err = ERR_INIT;
-    compile_bad("things", "{\"schema\":{\"stock\":{\"type\":\"number\",\"min\":0,\"default\":-1}}}", &err);
+    compile_bad("things", "{\"schema\":{\"stock\":{\"type\":\"number\",\"min\":0,\"default\":-1}}}",
+                &err);
     cr_assert_str_eq(violation_message(err.details, "stock", "default"),
                      "Default of field \"stock\" must be >= 0");
     err_clear(&err);
 }
 
 Test(schema_compile, accepts_a_null_default_on_an_optional_field) {
-    schema_t *s = compile_ok("things", "{\"schema\":{\"note\":{\"type\":\"string\",\"default\":null}}}");
+    schema_t *s =
+        compile_ok("things", "{\"schema\":{\"note\":{\"type\":\"string\",\"default\":null}}}");
     json_t *rec = insert_ok(s, "{\"id\":\"a\"}");
     expect_json(rec, "{\"note\":null,\"id\":\"a\"}");
     json_decref(rec);
@@ -502,10 +559,14 @@ Test(schema_compile, rejects_patterns_that_do_not_compile) {
     const char *m = violation_message(err.details, "p", "pattern");
     cr_assert(strstr(m, "does not compile") && strstr(m, "offset"), "%s", m);
     err_clear(&err);
-    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":\"[a-\"}}}", "p", "pattern");
-    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":\"a{2,1}\"}}}", "p", "pattern");
-    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":42}}}", "p", "pattern");
-    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"number\",\"pattern\":\"^1\"}}}", "p", "pattern");
+    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":\"[a-\"}}}", "p",
+                             "pattern");
+    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":\"a{2,1}\"}}}",
+                             "p", "pattern");
+    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":42}}}", "p",
+                             "pattern");
+    expect_compile_violation("{\"schema\":{\"p\":{\"type\":\"number\",\"pattern\":\"^1\"}}}", "p",
+                             "pattern");
     char def[2200];
     int o = snprintf(def, sizeof def, "{\"schema\":{\"p\":{\"type\":\"string\",\"pattern\":\"");
     memset(def + o, 'a', 1025);
@@ -514,34 +575,47 @@ Test(schema_compile, rejects_patterns_that_do_not_compile) {
 }
 
 Test(schema_compile, rejects_unknown_formats) {
-    expect_compile_violation("{\"schema\":{\"f\":{\"type\":\"string\",\"format\":\"phone\"}}}", "f", "format");
-    expect_compile_violation("{\"schema\":{\"f\":{\"type\":\"string\",\"format\":\"EMAIL\"}}}", "f", "format");
-    expect_compile_violation("{\"schema\":{\"f\":{\"type\":\"number\",\"format\":\"email\"}}}", "f", "format");
-    schema_t *s = compile_ok("things", "{\"schema\":{\"a\":{\"type\":\"string\",\"format\":\"email\"},"
-                                       "\"b\":{\"type\":\"string\",\"format\":\"url\"},"
-                                       "\"c\":{\"type\":\"string\",\"format\":\"iso-date\"}}}");
+    expect_compile_violation("{\"schema\":{\"f\":{\"type\":\"string\",\"format\":\"phone\"}}}", "f",
+                             "format");
+    expect_compile_violation("{\"schema\":{\"f\":{\"type\":\"string\",\"format\":\"EMAIL\"}}}", "f",
+                             "format");
+    expect_compile_violation("{\"schema\":{\"f\":{\"type\":\"number\",\"format\":\"email\"}}}", "f",
+                             "format");
+    schema_t *s =
+        compile_ok("things", "{\"schema\":{\"a\":{\"type\":\"string\",\"format\":\"email\"},"
+                             "\"b\":{\"type\":\"string\",\"format\":\"url\"},"
+                             "\"c\":{\"type\":\"string\",\"format\":\"iso-date\"}}}");
     cr_assert_eq(schema_field_get(s, "b")->format, FORMAT_URL);
     cr_assert_eq(schema_field_get(s, "c")->format, FORMAT_ISO_DATE);
     schema_free(s);
 }
 
 Test(schema_compile, rejects_non_boolean_required_and_unique_and_bad_refs) {
-    expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"required\":\"yes\"}}}", "x", "required");
-    expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"unique\":1}}}", "x", "unique");
+    expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"required\":\"yes\"}}}", "x",
+                             "required");
+    expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"unique\":1}}}", "x",
+                             "unique");
     expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"ref\":5}}}", "x", "ref");
-    expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"ref\":\"no such\"}}}", "x", "ref");
-    schema_t *s = compile_ok("orders", "{\"schema\":{\"userId\":{\"type\":\"string\",\"ref\":\"users\"}}}");
+    expect_compile_violation("{\"schema\":{\"x\":{\"type\":\"string\",\"ref\":\"no such\"}}}", "x",
+                             "ref");
+    schema_t *s =
+        compile_ok("orders", "{\"schema\":{\"userId\":{\"type\":\"string\",\"ref\":\"users\"}}}");
     cr_assert_str_eq(schema_field_get(s, "userId")->ref, "users");
     schema_free(s);
 }
 
 Test(schema_compile, rejects_bad_indexes) {
-    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[\"b\"]}", "b", "index");
-    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[\"a\",\"a\"]}", "a", "index");
-    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":\"a\"}", "indexes", "indexes");
-    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[1]}", "indexes", "index");
+    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[\"b\"]}", "b",
+                             "index");
+    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[\"a\",\"a\"]}",
+                             "a", "index");
+    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":\"a\"}",
+                             "indexes", "indexes");
+    expect_compile_violation("{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[1]}",
+                             "indexes", "index");
     /* The key is a field even when the schema does not declare it. */
-    schema_t *s = compile_ok("things", "{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[\"id\",\"a\"]}");
+    schema_t *s = compile_ok(
+        "things", "{\"schema\":{\"a\":{\"type\":\"string\"}},\"indexes\":[\"id\",\"a\"]}");
     cr_assert_eq(s->index_count, 2);
     schema_free(s);
 }
@@ -549,7 +623,8 @@ Test(schema_compile, rejects_bad_indexes) {
 static void make_wide_definition(char *out, size_t size, int fields, int indexes) {
     size_t o = (size_t)snprintf(out, size, "{\"schema\":{");
     for (int i = 0; i < fields; i++)
-        o += (size_t)snprintf(out + o, size - o, "%s\"f%d\":{\"type\":\"number\"}", i ? "," : "", i);
+        o +=
+            (size_t)snprintf(out + o, size - o, "%s\"f%d\":{\"type\":\"number\"}", i ? "," : "", i);
     o += (size_t)snprintf(out + o, size - o, "},\"indexes\":[");
     for (int i = 0; i < indexes; i++)
         o += (size_t)snprintf(out + o, size - o, "%s\"f%d\"", i ? "," : "", i);
@@ -585,8 +660,11 @@ Test(schema_compile, collects_every_problem_in_one_error) {
     cr_assert(has_violation(err.details, "c", "pattern"));
     cr_assert(has_violation(err.details, "d", "unknownConstraint"));
     cr_assert(has_violation(err.details, "zz", "index"));
-    cr_assert(starts_with(err.msg, "Invalid definition for bucket \"things\": Field \"a\" has an unknown type"),
-              "%s", err.msg);
+    cr_assert(
+        starts_with(
+            err.msg,
+            "Invalid definition for bucket \"things\": Field \"a\" has unknown type \"text\";"),
+        "%s", err.msg);
     cr_assert(strstr(err.msg, " (and 4 more)"), "%s", err.msg);
     err_clear(&err);
 }
@@ -611,7 +689,8 @@ Test(schema_types, number_accepts_any_json_number) {
     expect_value(f, "1e300", true);
     expect_value(f, "\"1\"", false);
     expect_value(f, "false", false);
-    expect_message("{\"type\":\"number\"}", "\"12.50\"", "type", "Field \"v\" must be of type number");
+    expect_message("{\"type\":\"number\"}", "\"12.50\"", "type",
+                   "Field \"v\" must be of type number");
 }
 
 Test(schema_types, integer_accepts_whole_numbers_within_2_pow_53) {
@@ -633,7 +712,8 @@ Test(schema_types, integer_accepts_whole_numbers_within_2_pow_53) {
 }
 
 Test(schema_types, integral_reals_are_stored_as_integers) {
-    schema_t *s = compile_ok("things", "{\"schema\":{\"n\":{\"type\":\"integer\"},\"x\":{\"type\":\"number\"}}}");
+    schema_t *s = compile_ok(
+        "things", "{\"schema\":{\"n\":{\"type\":\"integer\"},\"x\":{\"type\":\"number\"}}}");
     json_t *rec = insert_ok(s, "{\"id\":1,\"n\":42.0,\"x\":2.0}");
     cr_assert(json_is_integer(json_object_get(rec, "n")));
     cr_assert_eq(json_integer_value(json_object_get(rec, "n")), 42);
@@ -683,7 +763,8 @@ Test(schema_constraints, required_rejects_missing_and_null_but_not_empty) {
     schema_t *s = compile_ok("users", SPEC_EXAMPLE);
     err_t err = ERR_INIT;
     insert_bad(s, "{}", &err);
-    cr_assert_str_eq(violation_message(err.details, "email", "required"), "Field \"email\" is required");
+    cr_assert_str_eq(violation_message(err.details, "email", "required"),
+                     "Field \"email\" is required");
     err_clear(&err);
     insert_bad(s, "{\"email\":null}", &err);
     cr_assert(has_violation(err.details, "email", "required"));
@@ -714,7 +795,8 @@ Test(schema_constraints, enum_checks_membership) {
     expect_value("{\"type\":\"number\",\"enum\":[1,2.5]}", "1.0", true);
     expect_value("{\"type\":\"number\",\"enum\":[1,2.5]}", "2.5", true);
     expect_value("{\"type\":\"number\",\"enum\":[1,2.5]}", "2", false);
-    expect_message("{\"type\":\"number\",\"enum\":[1,2.5]}", "3", "enum", "Field \"v\" must be one of: 1, 2.5");
+    expect_message("{\"type\":\"number\",\"enum\":[1,2.5]}", "3", "enum",
+                   "Field \"v\" must be one of: 1, 2.5");
     expect_value("{\"type\":\"object\",\"enum\":[{\"a\":1}]}", "{\"a\":1}", true);
     expect_value("{\"type\":\"object\",\"enum\":[{\"a\":1}]}", "{\"a\":2}", false);
 }
@@ -736,9 +818,9 @@ Test(schema_constraints, min_and_max_are_inclusive) {
 Test(schema_constraints, string_lengths_count_characters_not_bytes) {
     const char *f = "{\"type\":\"string\",\"minLength\":2,\"maxLength\":5}";
     expect_value(f, "\"ab\"", true);
-    expect_value(f, "\"h\\u00e9llo\"", true);                /* 5 characters, 6 bytes */
+    expect_value(f, "\"h\\u00e9llo\"", true);                  /* 5 characters, 6 bytes */
     expect_value(f, "\"\\ud83d\\ude00\\ud83d\\ude00\"", true); /* 2 characters, 8 bytes */
-    expect_value(f, "\"\\u00e9\"", false);                   /* 1 character, 2 bytes */
+    expect_value(f, "\"\\u00e9\"", false);                     /* 1 character, 2 bytes */
     expect_value(f, "\"abcdef\"", false);
     expect_message(f, "\"a\"", "minLength", "Field \"v\" must be at least 2 characters long");
     expect_message(f, "\"abcdef\"", "maxLength", "Field \"v\" must be at most 5 characters long");
@@ -907,7 +989,8 @@ Test(schema_constraints, iso_date_format_checks_the_calendar) {
 }
 
 Test(schema_constraints, a_value_can_break_several_rules_at_once) {
-    char def[] = "{\"type\":\"string\",\"minLength\":5,\"pattern\":\"^[a-z]+$\",\"format\":\"email\"}";
+    char def[] =
+        "{\"type\":\"string\",\"minLength\":5,\"pattern\":\"^[a-z]+$\",\"format\":\"email\"}";
     schema_t *s;
     char full[512];
     snprintf(full, sizeof full, "{\"schema\":{\"v\":%s}}", def);
@@ -924,7 +1007,8 @@ Test(schema_constraints, a_value_can_break_several_rules_at_once) {
 
 Test(schema_constraints, undeclared_fields_pass_through_unvalidated) {
     schema_t *s = compile_ok("users", SPEC_EXAMPLE);
-    json_t *rec = insert_ok(s, "{\"email\":\"a@b.co\",\"nickname\":12,\"tags\":[\"x\"],\"Weird\":null}");
+    json_t *rec =
+        insert_ok(s, "{\"email\":\"a@b.co\",\"nickname\":12,\"tags\":[\"x\"],\"Weird\":null}");
     expect_json(json_object_get(rec, "nickname"), "12");
     expect_json(json_object_get(rec, "tags"), "[\"x\"]");
     cr_assert(json_is_null(json_object_get(rec, "Weird")));
@@ -948,7 +1032,8 @@ Test(schema_constraints, an_undeclared_key_must_be_a_string_or_number) {
     cr_assert(has_violation(err.details, "id", "required"));
     err_clear(&err);
     insert_bad(s, "{\"id\":true}", &err);
-    cr_assert_str_eq(violation_message(err.details, "id", "type"), "Field \"id\" must be a string or number");
+    cr_assert_str_eq(violation_message(err.details, "id", "type"),
+                     "Field \"id\" must be a string or number");
     err_clear(&err);
     insert_bad(s, "{\"id\":{\"a\":1}}", &err);
     cr_assert(has_violation(err.details, "id", "type"));
@@ -957,7 +1042,8 @@ Test(schema_constraints, an_undeclared_key_must_be_a_string_or_number) {
 }
 
 Test(schema_constraints, a_declared_key_is_required_even_when_not_marked) {
-    schema_t *s = compile_ok("things", "{\"key\":\"code\",\"schema\":{\"code\":{\"type\":\"string\"}}}");
+    schema_t *s =
+        compile_ok("things", "{\"key\":\"code\",\"schema\":{\"code\":{\"type\":\"string\"}}}");
     err_t err = ERR_INIT;
     insert_bad(s, "{}", &err);
     cr_assert(has_violation(err.details, "code", "required"));
@@ -972,17 +1058,23 @@ Test(schema_errors, collects_every_violation_of_a_record_in_one_error) {
     err_t err = ERR_INIT;
     insert_bad(s, "{\"role\":\"root\",\"stock\":-1,\"id\":5}", &err);
     cr_assert_eq(json_array_size(err.details), 4, "%zu", json_array_size(err.details));
-    cr_assert_str_eq(violation_message(err.details, "id", "type"), "Field \"id\" must be of type string");
-    cr_assert_str_eq(violation_message(err.details, "email", "required"), "Field \"email\" is required");
-    cr_assert_str_eq(violation_message(err.details, "role", "enum"), "Field \"role\" must be one of: customer, admin");
-    cr_assert_str_eq(violation_message(err.details, "stock", "min"), "Field \"stock\" must be >= 0");
-    cr_assert_str_eq(err.msg, "Validation failed for bucket \"users\": Field \"id\" must be of type "
-                              "string (and 3 more)");
+    cr_assert_str_eq(violation_message(err.details, "id", "type"),
+                     "Field \"id\" must be of type string");
+    cr_assert_str_eq(violation_message(err.details, "email", "required"),
+                     "Field \"email\" is required");
+    cr_assert_str_eq(violation_message(err.details, "role", "enum"),
+                     "Field \"role\" must be one of: customer, admin");
+    cr_assert_str_eq(violation_message(err.details, "stock", "min"),
+                     "Field \"stock\" must be >= 0");
+    cr_assert_str_eq(err.msg,
+                     "Validation failed for bucket \"users\": Field \"id\" must be of type "
+                     "string (and 3 more)");
     cr_assert_str_eq(err_code_name(err.code), "VALIDATION_ERROR");
     err_clear(&err);
     insert_bad(s, "{\"email\":\"nope\"}", &err);
     cr_assert_eq(json_array_size(err.details), 1);
-    cr_assert_str_eq(err.msg, "Validation failed for bucket \"users\": Field \"email\" must be a valid email");
+    cr_assert_str_eq(
+        err.msg, "Validation failed for bucket \"users\": Field \"email\" must be a valid email");
     expect_json(err.details, "[{\"field\":\"email\",\"rule\":\"format\","
                              "\"message\":\"Field \\\"email\\\" must be a valid email\"}]");
     err_clear(&err);
@@ -991,9 +1083,11 @@ Test(schema_errors, collects_every_violation_of_a_record_in_one_error) {
 
 Test(schema_errors, long_messages_are_cut_on_a_character_boundary) {
     char def[8192];
-    size_t o = (size_t)snprintf(def, sizeof def, "{\"schema\":{\"v\":{\"type\":\"string\",\"enum\":[");
+    size_t o =
+        (size_t)snprintf(def, sizeof def, "{\"schema\":{\"v\":{\"type\":\"string\",\"enum\":[");
     for (int i = 0; i < 200; i++)
-        o += (size_t)snprintf(def + o, sizeof def - o, "%s\"\xc3\xa9t\xc3\xa9%d\"", i ? "," : "", i);
+        o +=
+            (size_t)snprintf(def + o, sizeof def - o, "%s\"\xc3\xa9t\xc3\xa9%d\"", i ? "," : "", i);
     snprintf(def + o, sizeof def - o, "]}}}");
     schema_t *s = compile_ok("things", def);
     err_t err = ERR_INIT;
@@ -1059,11 +1153,10 @@ static json_t *counter_gen(void *ctx, const schema_t *s, const schema_field_t *f
     return json_integer(c->next++);
 }
 
-static const char *ORDERS =
-    "{\"key\":\"number\",\"schema\":{"
-    "\"number\":{\"type\":\"integer\",\"generated\":\"autoincrement\"},"
-    "\"status\":{\"type\":\"string\",\"default\":\"pending\"},"
-    "\"total\":{\"type\":\"number\",\"required\":true}}}";
+static const char *ORDERS = "{\"key\":\"number\",\"schema\":{"
+                            "\"number\":{\"type\":\"integer\",\"generated\":\"autoincrement\"},"
+                            "\"status\":{\"type\":\"string\",\"default\":\"pending\"},"
+                            "\"total\":{\"type\":\"number\",\"required\":true}}}";
 
 Test(schema_insert, autoincrement_comes_from_the_generator) {
     schema_t *s = compile_ok("orders", ORDERS);
@@ -1100,10 +1193,10 @@ Test(schema_insert, a_generator_failure_is_passed_on) {
 }
 
 Test(schema_insert, an_explicit_value_wins_over_generated_and_generated_over_default) {
-    schema_t *s = compile_ok("orders",
-                             "{\"key\":\"number\",\"schema\":{"
-                             "\"number\":{\"type\":\"integer\",\"generated\":\"autoincrement\",\"default\":7},"
-                             "\"status\":{\"type\":\"string\",\"default\":\"pending\"}}}");
+    schema_t *s = compile_ok(
+        "orders", "{\"key\":\"number\",\"schema\":{"
+                  "\"number\":{\"type\":\"integer\",\"generated\":\"autoincrement\",\"default\":7},"
+                  "\"status\":{\"type\":\"string\",\"default\":\"pending\"}}}");
     counter_t c = {.next = 100};
     err_t err = ERR_INIT;
     json_t *data = J("{}");
@@ -1121,8 +1214,9 @@ Test(schema_insert, an_explicit_value_wins_over_generated_and_generated_over_def
 }
 
 Test(schema_insert, an_explicit_null_is_kept_not_generated) {
-    schema_t *s = compile_ok("things", "{\"schema\":{\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
-                                       "\"note\":{\"type\":\"string\",\"default\":\"hi\"}}}");
+    schema_t *s =
+        compile_ok("things", "{\"schema\":{\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
+                             "\"note\":{\"type\":\"string\",\"default\":\"hi\"}}}");
     err_t err = ERR_INIT;
     insert_bad(s, "{\"id\":null}", &err);
     cr_assert(has_violation(err.details, "id", "required"));
@@ -1133,13 +1227,17 @@ Test(schema_insert, an_explicit_null_is_kept_not_generated) {
     schema_free(s);
 }
 
-static bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+static bool is_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
 
 static void check_uuid(const char *u) {
     cr_assert_eq(strlen(u), 36, "%s", u);
     for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) cr_assert_eq(u[i], '-', "%s", u);
-        else cr_assert(is_hex(u[i]), "%s", u);
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            cr_assert_eq(u[i], '-', "%s", u);
+        else
+            cr_assert(is_hex(u[i]), "%s", u);
     }
     cr_assert_eq(u[14], '4', "version 4: %s", u);
     cr_assert(strchr("89ab", u[19]), "RFC 4122 variant: %s", u);
@@ -1157,7 +1255,8 @@ Test(schema_generated, uuids_are_random_version_4) {
     json_t *a = insert_ok(s, "{\"email\":\"a@b.co\"}");
     json_t *b = insert_ok(s, "{\"email\":\"a@b.co\"}");
     check_uuid(json_string_value(json_object_get(a, "id")));
-    cr_assert_str_neq(json_string_value(json_object_get(a, "id")), json_string_value(json_object_get(b, "id")));
+    cr_assert_str_neq(json_string_value(json_object_get(a, "id")),
+                      json_string_value(json_object_get(b, "id")));
     expect_json(json_object_get(a, "role"), "\"customer\"");
     expect_json(json_object_get(a, "stock"), "0");
     json_decref(a);
@@ -1165,7 +1264,9 @@ Test(schema_generated, uuids_are_random_version_4) {
     schema_free(s);
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(a, b);
+}
 
 Test(schema_generated, cuids_have_the_cuid_shape_and_do_not_repeat) {
     enum { N = 2000 };
@@ -1175,7 +1276,8 @@ Test(schema_generated, cuids_have_the_cuid_shape_and_do_not_repeat) {
         cr_assert_eq(strlen(ids[i]), 25, "%s", ids[i]);
         cr_assert_eq(ids[i][0], 'c');
         for (int k = 1; k < 25; k++)
-            cr_assert((ids[i][k] >= '0' && ids[i][k] <= '9') || (ids[i][k] >= 'a' && ids[i][k] <= 'z'),
+            cr_assert((ids[i][k] >= '0' && ids[i][k] <= '9') ||
+                          (ids[i][k] >= 'a' && ids[i][k] <= 'z'),
                       "%s", ids[i]);
     }
     /* The time part leads, so later ids never sort before earlier ones by time. */
@@ -1183,7 +1285,8 @@ Test(schema_generated, cuids_have_the_cuid_shape_and_do_not_repeat) {
     qsort(ids, N, sizeof ids[0], cmp_str);
     for (int i = 1; i < N; i++) cr_assert_str_neq(ids[i - 1], ids[i]);
 
-    schema_t *s = compile_ok("things", "{\"schema\":{\"id\":{\"type\":\"string\",\"generated\":\"cuid\"}}}");
+    schema_t *s =
+        compile_ok("things", "{\"schema\":{\"id\":{\"type\":\"string\",\"generated\":\"cuid\"}}}");
     json_t *rec = insert_ok(s, "{}");
     cr_assert_eq(json_string_length(json_object_get(rec, "id")), 25);
     json_decref(rec);
@@ -1191,9 +1294,10 @@ Test(schema_generated, cuids_have_the_cuid_shape_and_do_not_repeat) {
 }
 
 Test(schema_generated, timestamps_are_the_current_ms_epoch) {
-    schema_t *s = compile_ok("things", "{\"schema\":{"
-                                       "\"createdAt\":{\"type\":\"number\",\"generated\":\"timestamp\"},"
-                                       "\"seenAt\":{\"type\":\"date\",\"generated\":\"timestamp\"}}}");
+    schema_t *s =
+        compile_ok("things", "{\"schema\":{"
+                             "\"createdAt\":{\"type\":\"number\",\"generated\":\"timestamp\"},"
+                             "\"seenAt\":{\"type\":\"date\",\"generated\":\"timestamp\"}}}");
     int64_t before = clock_now_ms();
     json_t *rec = insert_ok(s, "{\"id\":1}");
     int64_t after = clock_now_ms();
@@ -1210,7 +1314,8 @@ Test(schema_generated, timestamps_are_the_current_ms_epoch) {
 }
 
 Test(schema_insert, declared_fields_come_first_then_the_rest_in_data_order) {
-    schema_t *s = compile_ok("things", "{\"schema\":{\"b\":{\"type\":\"number\"},\"a\":{\"type\":\"number\"}}}");
+    schema_t *s = compile_ok(
+        "things", "{\"schema\":{\"b\":{\"type\":\"number\"},\"a\":{\"type\":\"number\"}}}");
     json_t *rec = insert_ok(s, "{\"z\":1,\"a\":2,\"id\":\"k\",\"b\":3,\"y\":4}");
     expect_json(rec, "{\"b\":3,\"a\":2,\"z\":1,\"id\":\"k\",\"y\":4}");
     json_decref(rec);
@@ -1219,15 +1324,17 @@ Test(schema_insert, declared_fields_come_first_then_the_rest_in_data_order) {
 
 Test(schema_insert, metadata_in_data_is_ignored) {
     schema_t *s = compile_ok("things", "{\"schema\":{\"a\":{\"type\":\"number\"}}}");
-    json_t *rec = insert_ok(s, "{\"id\":\"k\",\"_version\":9,\"_createdAt\":1,\"_updatedAt\":2,\"_x\":3,\"a\":1}");
+    json_t *rec = insert_ok(
+        s, "{\"id\":\"k\",\"_version\":9,\"_createdAt\":1,\"_updatedAt\":2,\"_x\":3,\"a\":1}");
     expect_json(rec, "{\"a\":1,\"id\":\"k\"}");
     json_decref(rec);
     schema_free(s);
 }
 
 Test(schema_insert, the_record_shares_nothing_with_data_or_defaults) {
-    schema_t *s = compile_ok("things", "{\"schema\":{\"meta\":{\"type\":\"object\",\"default\":{\"tags\":[]}},"
-                                       "\"extra\":{\"type\":\"array\"}}}");
+    schema_t *s = compile_ok(
+        "things", "{\"schema\":{\"meta\":{\"type\":\"object\",\"default\":{\"tags\":[]}},"
+                  "\"extra\":{\"type\":\"array\"}}}");
     json_t *data = J("{\"id\":\"k\",\"extra\":[1],\"free\":{\"a\":1}}");
     err_t err = ERR_INIT;
     json_t *rec = schema_prepare_insert(s, data, NULL, NULL, &err);
@@ -1258,16 +1365,14 @@ Test(schema_insert, data_must_be_an_object) {
 
 /* ---------------------------------------------------------------- updates */
 
-static const char *PRODUCTS =
-    "{\"key\":\"id\",\"schema\":{"
-    "\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
-    "\"title\":{\"type\":\"string\",\"required\":true},"
-    "\"stock\":{\"type\":\"integer\",\"min\":0,\"default\":0},"
-    "\"createdAt\":{\"type\":\"number\",\"generated\":\"timestamp\"}}}";
+static const char *PRODUCTS = "{\"key\":\"id\",\"schema\":{"
+                              "\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
+                              "\"title\":{\"type\":\"string\",\"required\":true},"
+                              "\"stock\":{\"type\":\"integer\",\"min\":0,\"default\":0},"
+                              "\"createdAt\":{\"type\":\"number\",\"generated\":\"timestamp\"}}}";
 
-static const char *STORED =
-    "{\"id\":\"p1\",\"title\":\"Mug\",\"stock\":5,\"createdAt\":1000,"
-    "\"_version\":3,\"_createdAt\":1000,\"_updatedAt\":2000}";
+static const char *STORED = "{\"id\":\"p1\",\"title\":\"Mug\",\"stock\":5,\"createdAt\":1000,"
+                            "\"_version\":3,\"_createdAt\":1000,\"_updatedAt\":2000}";
 
 static json_t *update(const schema_t *s, const char *current, const char *patch, err_t *err) {
     json_t *c = J(current), *p = J(patch);
@@ -1297,7 +1402,8 @@ Test(schema_update, validates_the_merged_record) {
     json_decref(rec);
     cr_assert_null(update(s, STORED, "{\"stock\":-1}", &err));
     cr_assert_eq(err.code, ERR_VALIDATION);
-    cr_assert_str_eq(err.msg, "Validation failed for bucket \"products\": Field \"stock\" must be >= 0");
+    cr_assert_str_eq(err.msg,
+                     "Validation failed for bucket \"products\": Field \"stock\" must be >= 0");
     err_clear(&err);
     cr_assert_null(update(s, STORED, "{\"title\":null}", &err));
     cr_assert(has_violation(err.details, "title", "required"));
@@ -1312,10 +1418,11 @@ Test(schema_update, validates_the_merged_record) {
 Test(schema_update, strips_generated_fields_and_metadata_from_the_patch) {
     schema_t *s = compile_ok("products", PRODUCTS);
     err_t err = ERR_INIT;
-    json_t *rec = update(s, STORED,
-                         "{\"createdAt\":1,\"_version\":99,\"_createdAt\":5,\"_updatedAt\":6,\"_secret\":1,"
-                         "\"title\":\"Cup\"}",
-                         &err);
+    json_t *rec =
+        update(s, STORED,
+               "{\"createdAt\":1,\"_version\":99,\"_createdAt\":5,\"_updatedAt\":6,\"_secret\":1,"
+               "\"title\":\"Cup\"}",
+               &err);
     cr_assert_not_null(rec, "%s", err.msg);
     expect_json(rec, "{\"id\":\"p1\",\"title\":\"Cup\",\"stock\":5,\"createdAt\":1000,"
                      "\"_version\":3,\"_createdAt\":1000,\"_updatedAt\":2000}");
@@ -1328,7 +1435,8 @@ Test(schema_update, refuses_to_change_the_key) {
     err_t err = ERR_INIT;
     cr_assert_null(update(s, STORED, "{\"id\":\"p2\"}", &err));
     cr_assert_eq(err.code, ERR_VALIDATION);
-    cr_assert_str_eq(violation_message(err.details, "id", "immutable"), "Field \"id\" cannot be changed");
+    cr_assert_str_eq(violation_message(err.details, "id", "immutable"),
+                     "Field \"id\" cannot be changed");
     err_clear(&err);
     cr_assert_null(update(s, STORED, "{\"id\":null}", &err));
     cr_assert(has_violation(err.details, "id", "immutable"));
@@ -1402,8 +1510,9 @@ static schema_t *extend(const schema_t *s, const char *updates, err_t *err) {
 Test(schema_extend, adds_fields_and_indexes) {
     schema_t *s = compile_ok("users", SPEC_EXAMPLE);
     err_t err = ERR_INIT;
-    schema_t *x = extend(s, "{\"fields\":{\"phone\":{\"type\":\"string\",\"pattern\":\"^\\\\+\"}},"
-                            "\"indexes\":[\"phone\",\"email\"]}",
+    schema_t *x = extend(s,
+                         "{\"fields\":{\"phone\":{\"type\":\"string\",\"pattern\":\"^\\\\+\"}},"
+                         "\"indexes\":[\"phone\",\"email\"]}",
                          &err);
     cr_assert_not_null(x, "%s", err.msg);
     cr_assert_eq(x->field_count, 5);
@@ -1427,10 +1536,13 @@ Test(schema_extend, adds_fields_and_indexes) {
 Test(schema_extend, refuses_existing_fields_and_indexes) {
     schema_t *s = compile_ok("users", SPEC_EXAMPLE);
     err_t err = ERR_INIT;
-    cr_assert_null(extend(s, "{\"fields\":{\"email\":{\"type\":\"string\"}},\"indexes\":[\"role\"]}", &err));
+    cr_assert_null(
+        extend(s, "{\"fields\":{\"email\":{\"type\":\"string\"}},\"indexes\":[\"role\"]}", &err));
     cr_assert_eq(err.code, ERR_VALIDATION);
-    cr_assert_str_eq(violation_message(err.details, "email", "exists"), "Field \"email\" already exists");
-    cr_assert_str_eq(violation_message(err.details, "role", "exists"), "Index \"role\" already exists");
+    cr_assert_str_eq(violation_message(err.details, "email", "exists"),
+                     "Field \"email\" already exists");
+    cr_assert_str_eq(violation_message(err.details, "role", "exists"),
+                     "Index \"role\" already exists");
     err_clear(&err);
     schema_free(s);
 }
@@ -1438,9 +1550,11 @@ Test(schema_extend, refuses_existing_fields_and_indexes) {
 Test(schema_extend, checks_additions_like_a_new_definition) {
     schema_t *s = compile_ok("users", SPEC_EXAMPLE);
     err_t err = ERR_INIT;
-    cr_assert_null(extend(s, "{\"fields\":{\"age\":{\"type\":\"integer\",\"min\":\"x\"},\"role\":{\"type\":\"string\"}},"
-                             "\"indexes\":[\"ghost\"],\"drop\":true}",
-                          &err));
+    cr_assert_null(extend(
+        s,
+        "{\"fields\":{\"age\":{\"type\":\"integer\",\"min\":\"x\"},\"role\":{\"type\":\"string\"}},"
+        "\"indexes\":[\"ghost\"],\"drop\":true}",
+        &err));
     cr_assert(has_violation(err.details, "updates", "unknownOption"));
     cr_assert(has_violation(err.details, "role", "exists"));
     cr_assert(has_violation(err.details, "age", "min"));
@@ -1483,4 +1597,6 @@ Test(schema_extend, a_new_field_is_validated_on_the_next_insert) {
     schema_free(s);
 }
 
-Test(schema_free, accepts_null) { schema_free(NULL); }
+Test(schema_free, accepts_null) {
+    schema_free(NULL);
+}
