@@ -1,6 +1,7 @@
 /* Files from one directory tree (see static_files.h).
  *
- * A path is let through in three steps: no "." or ".." segment, realpath() must
+ * A path is let through in three steps: no segment starting with "." (so no "..",
+ * and no hidden files), realpath() must
  * resolve it, and the result must lie inside the resolved root, which also refuses
  * symlinks that lead out. The file is then opened with O_NOFOLLOW and checked with
  * fstat, so what is served is the regular file that was checked. Files are read whole
@@ -81,11 +82,12 @@ void static_files_free(static_files_t *s) {
     free(s);
 }
 
-/* Whether no segment of rel is "." or "..". */
+/* Whether no segment of rel starts with a dot: that refuses "." and ".." and keeps
+ * hidden files (.git, .env) private even when they end up in the public tree. */
 static bool static_path_is_plain(const char *rel) {
     for (const char *p = rel; *p;) {
         size_t n = strcspn(p, "/");
-        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) return false;
+        if (n >= 1 && p[0] == '.') return false;
         p += n;
         if (*p == '/') p++;
     }

@@ -401,3 +401,11 @@ Test(static_files, serves_the_rest_of_a_router_match) {
     http_request_cleanup(&req);
     router_free(rt);
 }
+
+Test(static_files, keeps_hidden_files_private) {
+    write_file(".env", "SECRET=1");
+    write_file("shop/.hidden.css", "x");
+    cr_assert_eq(status_of("/.env"), 404);
+    cr_assert_eq(status_of("/%2Eenv"), 404);
+    cr_assert_eq(status_of("/shop/.hidden.css"), 404);
+}
