@@ -16,7 +16,7 @@ VARIANT ?= release
 BUILD := build/$(VARIANT)
 CC ?= cc
 
-PKGS := libuv jansson libcrypto sqlite3 libpcre2-8
+PKGS := libuv jansson libcrypto sqlite3 libpcre2-8 cjose libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -43,7 +43,10 @@ void json_write_double(buf_t *out, double d) {
         buf_append_char(out, '0');
         return;
     }
-    if (d == trunc(d) && fabs(d) < 1e21) {
+    /* Whole numbers print as integers while they are exact (below 2^53); larger ones
+     * use the exponent form, which every JSON parser reads back as a double (JavaScript
+     * would write their digits out, which overflows 64-bit integer parsers). */
+    if (d == trunc(d) && fabs(d) < 9007199254740992.0) {
         snprintf(tmp, sizeof tmp, "%.0f", d);
         buf_append_str(out, tmp);
         return;

@@ -1,6 +1,7 @@
 /* JSON output in the form JavaScript's JSON.stringify produces, straight into a
  * buf_t: object members in insertion order, numbers in their shortest round-trip
- * form (0.1, not 0.10000000000000001; 2.0 as 2; exponents as 1e-7), strings with
+ * form (0.1, not 0.10000000000000001; 2.0 as 2; exponents as 1e-7; whole numbers
+ * from 2^53 up in exponent form, which 64-bit integer parsers read back), strings with
  * only the required escapes. Clients of the reference server compare frames
  * textually at times, and money sums must print as people expect. */
 #ifndef SHOPD_CORE_JSON_H

@@ -245,6 +245,13 @@ fail:
 
 /* ---------------------------------------------------------------- writer ---- */
 
+/* strlen(s), but reads at most max + 1 bytes (strnlen is POSIX, not C11). */
+static size_t ws_strlen_capped(const char *s, size_t max) {
+    size_t n = 0;
+    while (n <= max && s[n]) n++;
+    return n;
+}
+
 size_t ws_frame_header(uint8_t out[10], int opcode, uint64_t len) {
     out[0] = (uint8_t)(0x80u | ((unsigned)opcode & 0x0Fu));
     if (len < 126) {
@@ -279,7 +286,7 @@ int ws_frame_append(buf_t *out, int opcode, const void *payload, size_t len) {
 int ws_close_frame_append(buf_t *out, uint16_t code, const char *reason) {
     if (code == WS_CLOSE_NO_STATUS) return ws_frame_append(out, WS_OP_CLOSE, NULL, 0);
     uint8_t payload[WS_CONTROL_MAX];
-    size_t n = reason ? strnlen(reason, WS_CLOSE_REASON_MAX + 1) : 0;
+    size_t n = reason ? ws_strlen_capped(reason, WS_CLOSE_REASON_MAX) : 0;
     if (n > WS_CLOSE_REASON_MAX) {
         n = WS_CLOSE_REASON_MAX;
         while (n > 0 && ((uint8_t)reason[n] & 0xC0u) == 0x80u) n--;
@@ -300,7 +307,7 @@ static bool ws_is_b64(char c) {
 int ws_handshake_accept(const char *client_key, char out[29]) {
     /* 16 bytes are 22 base64 digits and "==". Checking the shape here also keeps
      * EVP_DecodeBlock away from what it tolerates (surrounding whitespace). */
-    if (!client_key || strnlen(client_key, WS_KEY_B64_LEN + 1) != WS_KEY_B64_LEN) return -1;
+    if (!client_key || ws_strlen_capped(client_key, WS_KEY_B64_LEN) != WS_KEY_B64_LEN) return -1;
     for (size_t i = 0; i < WS_KEY_B64_LEN - 2; i++)
         if (!ws_is_b64(client_key[i])) return -1;
     if (client_key[22] != '=' || client_key[23] != '=') return -1;

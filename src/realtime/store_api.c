@@ -185,7 +185,7 @@ static void h_subscribe(rt_call_t *call, void *udata) {
     store_session_t ss = {rt_session_user_id(s)};
     buf_t initial;
     buf_init(&initial, 0);
-    sub_t *sub = subs_add(api->subs, s, id, req_str(req, "query"), json_object_get(req, "params"), &ss,
+    sub_t *sub = subs_add(api->subs, s, id, req_str(req, "query"), json_object_get(req, "params"), &ss, NULL,
                           &initial, &err);
     if (!sub) {
         buf_cleanup(&initial);

@@ -246,6 +246,11 @@ static json_t *bind_placeholders(const char *qname, const json_t *v, const json_
 
 int store_query_eval(store_t *st, const char *name, const json_t *params, const store_session_t *session,
                      buf_t *out, store_deps_t *deps_out, err_t *err) {
+    return store_query_eval_as(st, name, params, session, NULL, out, deps_out, err);
+}
+
+int store_query_eval_as(store_t *st, const char *name, const json_t *params, const store_session_t *session,
+                        const store_owner_t *owner, buf_t *out, store_deps_t *deps_out, err_t *err) {
     query_t *q = name ? strmap_get(&st->queries, name) : NULL;
     if (!q) {
         err_set(err, ERR_QUERY_NOT_DEFINED, "Query \"%s\" is not defined", name ? name : "");
@@ -259,7 +264,7 @@ int store_query_eval(store_t *st, const char *name, const json_t *params, const 
     if (!bound) return -1;
     const char *op = json_string_value(json_object_get(bound, "op"));
     bucket_t *b = store_bucket_find(st, json_string_value(json_object_get(bound, "bucket")), err);
-    int rc = b ? store_read_op(st, b, op, bound, out, err) : -1;
+    int rc = b ? store_read_op(st, b, op, bound, owner, out, err) : -1;
     if (rc == 0 && deps_out) {
         deps_out->bucket = xstrdup(b->name);
         deps_out->key = strcmp(op, "get") == 0 ? json_incref(json_object_get(bound, "key")) : NULL;

@@ -40,12 +40,23 @@ static const db_migration_t migrations[] = {
      "CREATE TABLE _shopd_counters ("
      "  bucket TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL,"
      "  PRIMARY KEY (bucket, field)) WITHOUT ROWID;"},
+    {2, "rules engine tables",
+     "CREATE TABLE _shopd_facts ("
+     "  key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;"
+     "CREATE TABLE _shopd_events ("
+     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL,"
+     "  data TEXT NOT NULL, timestamp INTEGER NOT NULL, correlation_id TEXT, causation_id TEXT);"
+     "CREATE INDEX _shopd_events_topic ON _shopd_events(topic);"
+     "CREATE TABLE _shopd_rules ("
+     "  name TEXT PRIMARY KEY, definition TEXT NOT NULL, position INTEGER NOT NULL,"
+     "  created_at INTEGER NOT NULL);"},
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
 /* ---- small helpers ---- */
 
 const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
+db_t *store_db(store_t *st) { return st->db; }
 
 static int bad_field(err_t *err, const char *field, const char *expected) {
     err_set(err, ERR_VALIDATION, "Missing or invalid \"%s\": expected %s", field, expected);
@@ -151,9 +162,23 @@ static void changes_reset(store_t *st) {
 
 static void changes_emit(store_t *st) {
     if (st->changes.count == 0) return;
-    store_changeset_t cs = {st->changes.items, st->changes.count};
+    /* Listeners may write to the store themselves (rule actions), which collects a new
+     * change set: hand this one over first. */
+    changes_t mine = st->changes;
+    memset(&st->changes, 0, sizeof st->changes);
+    store_changeset_t cs = {mine.items, mine.count};
     for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
-    changes_reset(st);
+    for (size_t i = 0; i < mine.count; i++) {
+        json_decref((json_t *)mine.items[i].key);
+        json_decref((json_t *)mine.items[i].before);
+        json_decref((json_t *)mine.items[i].after);
+    }
+    if (st->changes.items == NULL) {
+        mine.count = 0;
+        st->changes = mine; /* keep the array for the next write */
+    } else {
+        free(mine.items);
+    }
 }
 
 void store_listen(store_t *st, store_listener_fn fn, void *udata) {
@@ -663,7 +688,32 @@ static int order_by(const bucket_t *b, const json_t *ob, bool reverse, buf_t *sq
     return 0;
 }
 
-int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf_t *out, err_t *err) {
+/* Appends " AND <owner column> = ?" and its value. */
+static void owner_sql(const bucket_t *b, const store_owner_t *owner, buf_t *sql, json_t *params) {
+    if (!owner || !owner->field) return;
+    buf_append_str(sql, " AND ");
+    if (schema_field_get(b->schema, owner->field) || strcmp(owner->field, b->schema->key) == 0) {
+        db_quote_ident(sql, owner->field);
+    } else {
+        buf_printf(sql, "json_extract(_doc, '$.%s')", owner->field);
+    }
+    buf_append_str(sql, " = ?");
+    json_array_append_new(params, json_string(owner->user_id ? owner->user_id : ""));
+}
+
+static bool owns(const json_t *rec, const store_owner_t *owner) {
+    if (!owner || !owner->field) return true;
+    const char *v = json_string_value(json_object_get(rec, owner->field));
+    return v && owner->user_id && strcmp(v, owner->user_id) == 0;
+}
+
+static int forbidden(err_t *err, const char *op, const bucket_t *b) {
+    err_set(err, ERR_FORBIDDEN, "No permission for store.%s on %s", op, b->name);
+    return -1;
+}
+
+int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, const store_owner_t *owner,
+                  buf_t *out, err_t *err) {
     st->counters.reads++;
     const json_t *filter = json_object_get(r, "filter");
     const json_t *ob = json_object_get(r, "orderBy");
@@ -678,6 +728,14 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf
         if (!q) return -1;
         key_bind(q, 1, key);
         db_step_t s = db_step(q, err);
+        if (s == DB_ROW && owner && owner->field) {
+            /* Records of others are invisible: parse and check the owner field. */
+            size_t n;
+            const char *doc = db_column_text(q, 0, &n);
+            json_t *rec = json_loadb(doc, n, 0, NULL);
+            if (!owns(rec, owner)) s = DB_DONE;
+            json_decref(rec);
+        }
         if (s == DB_ROW) {
             size_t n;
             const char *doc = db_column_text(q, 0, &n);
@@ -713,12 +771,14 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf
             buf_printf(&sql, "SELECT _rowid, _doc FROM %s WHERE _rowid IN (SELECT _rowid FROM %s WHERE ",
                        b->table, b->table);
             if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+            owner_sql(b, owner, &sql, params);
             if (order_by(b, ob, true, &sql, err) < 0) goto out;
             buf_printf(&sql, " LIMIT %lld)", (long long)n);
             if (order_by(b, ob, false, &sql, err) < 0) goto out;
         } else {
             buf_printf(&sql, "SELECT _rowid, _doc FROM %s WHERE ", b->table);
             if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+            owner_sql(b, owner, &sql, params);
             if (order_by(b, ob, false, &sql, err) < 0) goto out;
             if (n > 0) buf_printf(&sql, " LIMIT %lld", (long long)n);
         }
@@ -742,6 +802,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf
     } else if (strcmp(op, "count") == 0) {
         buf_printf(&sql, "SELECT count(*) FROM %s WHERE ", b->table);
         if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+        owner_sql(b, owner, &sql, params);
         q = db_prepare(st->db, sql.data, err);
         if (!q) goto out;
         filter_bind(q, params, 1);
@@ -760,6 +821,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf
                    op, col.data, col.data, b->table);
         buf_cleanup(&col);
         if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+        owner_sql(b, owner, &sql, params);
         q = db_prepare(st->db, sql.data, err);
         if (!q) goto out;
         filter_bind(q, params, 1);
@@ -795,6 +857,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf
         db_quote_ident(&sql, b->schema->key);
         buf_printf(&sql, " FROM %s WHERE _rowid > %lld AND ", b->table, (long long)after_rowid);
         if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
+        owner_sql(b, owner, &sql, params);
         buf_printf(&sql, " ORDER BY _rowid LIMIT %lld", (long long)limit + 1);
         q = db_prepare(st->db, sql.data, err);
         if (!q) goto out;
@@ -887,9 +950,21 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     return 0;
 }
 
-static int op_insert(store_t *st, bucket_t *b, const json_t *data, buf_t *out, err_t *err) {
+static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_owner_t *owner, buf_t *out,
+                     err_t *err) {
     if (!json_is_object(data)) return bad_field(err, "data", "object");
+    json_t *owned = NULL;
+    if (owner && owner->field) {
+        json_t *v = json_object_get(data, owner->field);
+        if (v && !owns(data, owner)) return forbidden(err, "insert", b);
+        if (!v) {
+            owned = json_copy((json_t *)data);
+            json_object_set_new(owned, owner->field, json_string(owner->user_id ? owner->user_id : ""));
+            data = owned;
+        }
+    }
     json_t *rec = schema_prepare_insert(b->schema, data, gen_autoincrement, st, err);
+    json_decref(owned);
     if (!rec) return -1;
     json_t *key = json_object_get(rec, b->schema->key);
     if (!json_is_string(key) && !json_is_number(key)) {
@@ -910,7 +985,8 @@ static int op_insert(store_t *st, bucket_t *b, const json_t *data, buf_t *out, e
     return 0;
 }
 
-static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *data, buf_t *out, err_t *err) {
+static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *data, const store_owner_t *owner,
+                     buf_t *out, err_t *err) {
     if (key_check(b, key, err) < 0) return -1;
     if (!json_is_object(data)) return bad_field(err, "data", "object");
     int64_t rowid = 0;
@@ -921,6 +997,10 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
         key_describe(key, kd, sizeof kd);
         err_set(err, ERR_NOT_FOUND, "Record with key %s not found in bucket \"%s\"", kd, b->name);
         return -1;
+    }
+    if (!owns(cur, owner) || (owner && owner->field && json_object_get(data, owner->field) && !owns(data, owner))) {
+        json_decref(cur);
+        return forbidden(err, "update", b);
     }
     json_t *rec = schema_prepare_update(b->schema, cur, data, err);
     if (!rec) {
@@ -944,11 +1024,16 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     return rc;
 }
 
-static int op_delete(store_t *st, bucket_t *b, const json_t *key, buf_t *out, err_t *err) {
+static int op_delete(store_t *st, bucket_t *b, const json_t *key, const store_owner_t *owner, buf_t *out,
+                     err_t *err) {
     if (key_check(b, key, err) < 0) return -1;
     int64_t rowid = 0;
     json_t *cur = NULL;
     if (record_load(st, b, key, &rowid, &cur, err) < 0) return -1;
+    if (cur && !owns(cur, owner)) {
+        json_decref(cur);
+        return forbidden(err, "delete", b);
+    }
     if (cur) {
         db_stmt_t *q = db_prepare(st->db, b->sql_delete, err);
         if (!q) {
@@ -1010,25 +1095,33 @@ bool store_has_op(const char *op) {
            in_list(op, write_ops, sizeof write_ops / sizeof *write_ops);
 }
 
-static int write_dispatch(store_t *st, bucket_t *b, const char *op, const json_t *r, buf_t *out, err_t *err) {
-    if (strcmp(op, "insert") == 0) return op_insert(st, b, json_object_get(r, "data"), out, err);
+static int write_dispatch(store_t *st, bucket_t *b, const char *op, const json_t *r, const store_owner_t *owner,
+                          buf_t *out, err_t *err) {
+    if (strcmp(op, "insert") == 0) return op_insert(st, b, json_object_get(r, "data"), owner, out, err);
     if (strcmp(op, "update") == 0)
-        return op_update(st, b, json_object_get(r, "key"), json_object_get(r, "data"), out, err);
-    if (strcmp(op, "delete") == 0) return op_delete(st, b, json_object_get(r, "key"), out, err);
+        return op_update(st, b, json_object_get(r, "key"), json_object_get(r, "data"), owner, out, err);
+    if (strcmp(op, "delete") == 0) return op_delete(st, b, json_object_get(r, "key"), owner, out, err);
+    if (owner && owner->field) return forbidden(err, "clear", b);
     return op_clear(st, b, out, err);
 }
 
 int store_execute(store_t *st, const char *op, const json_t *req, buf_t *out, err_t *err) {
+    return store_execute_as(st, op, req, NULL, out, err);
+}
+
+int store_execute_as(store_t *st, const char *op, const json_t *req, const store_owner_t *owner, buf_t *out,
+                     err_t *err) {
     bucket_t *b = store_bucket_find(st, req_string(req, "bucket"), err);
     if (!b) return -1;
-    if (in_list(op, read_ops, sizeof read_ops / sizeof *read_ops)) return store_read_op(st, b, op, req, out, err);
+    if (in_list(op, read_ops, sizeof read_ops / sizeof *read_ops))
+        return store_read_op(st, b, op, req, owner, out, err);
     if (!in_list(op, write_ops, sizeof write_ops / sizeof *write_ops)) {
         err_set(err, ERR_UNKNOWN_OPERATION, "Unknown operation \"store.%s\"", op);
         return -1;
     }
     if (tx_begin(st, err) < 0) return -1;
     size_t mark = out->len;
-    if (write_dispatch(st, b, op, req, out, err) < 0 || tx_commit(st, err) < 0) {
+    if (write_dispatch(st, b, op, req, owner, out, err) < 0 || tx_commit(st, err) < 0) {
         tx_abort(st);
         out->len = mark;
         return -1;
@@ -1087,6 +1180,11 @@ static void tx_error_index(err_t *err, size_t i) {
 }
 
 int store_transaction(store_t *st, const json_t *operations, buf_t *out, err_t *err) {
+    return store_transaction_checked(st, operations, NULL, NULL, out, err);
+}
+
+int store_transaction_checked(store_t *st, const json_t *operations, store_tx_check_fn check, void *udata,
+                              buf_t *out, err_t *err) {
     if (!json_is_array(operations)) return bad_field(err, "operations", "array");
     size_t n = json_array_size(operations);
     if (n == 0) {
@@ -1119,9 +1217,15 @@ int store_transaction(store_t *st, const json_t *operations, buf_t *out, err_t *
         if (i) buf_append_char(out, ',');
         buf_printf(out, "{\"index\":%zu,\"data\":", i);
         const char *op = ops[i];
+        store_owner_t owner = {NULL, NULL};
+        if (check) {
+            char type[32];
+            snprintf(type, sizeof type, "store.%s", op);
+            if (check(udata, type, b->name, o, &owner, err) < 0) break;
+        }
         int rc = in_list(op, read_ops, sizeof read_ops / sizeof *read_ops)
-                     ? store_read_op(st, b, op, o, out, err)
-                     : write_dispatch(st, b, op, o, out, err);
+                     ? store_read_op(st, b, op, o, &owner, out, err)
+                     : write_dispatch(st, b, op, o, &owner, out, err);
         if (rc < 0) break;
         buf_append_char(out, '}');
     }
@@ -1176,7 +1280,7 @@ int store_seed(store_t *st, const json_t *seed, err_t *err) {
         size_t i;
         json_t *rec;
         json_array_foreach(records, i, rec) {
-            if (op_insert(st, b, rec, NULL, err) < 0) {
+            if (op_insert(st, b, rec, NULL, NULL, err) < 0) {
                 err_prefix(err, "seed.%s[%zu]: ", name, i);
                 tx_abort(st);
                 return -1;

@@ -21,6 +21,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "db/db.h"
 #include "store/schema.h"
 
 #define STORE_MAX_N 10000          /* first/last n, paginate limit, query limit */
@@ -48,6 +49,14 @@ typedef struct {
 
 typedef void (*store_listener_fn)(void *udata, const store_changeset_t *cs);
 
+/* Row ownership (the permission policy's `owner`): the caller sees and writes only
+ * records whose `field` equals `user_id`. Reads are filtered, writes to records of
+ * others are refused with FORBIDDEN, inserts get the field set to the caller. */
+typedef struct {
+    const char *field;
+    const char *user_id;
+} store_owner_t;
+
 /* The caller's identity, for "$session.userId" in queries (NULL user: anonymous). */
 typedef struct {
     const char *user_id;
@@ -60,7 +69,12 @@ void store_close(store_t *st); /* NULL is fine */
 /* Applies pending migrations and returns how many ran (for `shopd migrate`). */
 int store_migrate_path(const char *path, err_t *err);
 
-/* Adds a listener for committed change sets (subscriptions, rules). */
+/* The store's database, for the engine modules that keep their own tables there
+ * (the rules engine). Loop thread only, like the store. */
+db_t *store_db(store_t *st);
+
+/* Adds a listener for committed change sets (subscriptions, rules). A listener may
+ * write to the store; that write's change set is offered to the listeners in turn. */
 void store_listen(store_t *st, store_listener_fn fn, void *udata);
 
 /* ---- definitions ---- */
@@ -95,8 +109,18 @@ int store_seed(store_t *st, const json_t *seed, err_t *err);
  * `req` the request object holding its fields (bucket, key, data, filter, n, field,
  * limit, after). The result is appended to `out`. */
 int store_execute(store_t *st, const char *op, const json_t *req, buf_t *out, err_t *err);
+/* The same under an ownership constraint (NULL: none). */
+int store_execute_as(store_t *st, const char *op, const json_t *req, const store_owner_t *owner,
+                     buf_t *out, err_t *err);
 /* store.transaction: `operations` as in §4.3. */
 int store_transaction(store_t *st, const json_t *operations, buf_t *out, err_t *err);
+/* The same with a permission check per operation: `check` gets the operation type
+ * ("store.insert", …), its bucket and the operation object, and returns 0 (filling
+ * *owner, or leaving it NULL-field) or -1 with err set (FORBIDDEN). */
+typedef int (*store_tx_check_fn)(void *udata, const char *type, const char *bucket, const json_t *op,
+                                 store_owner_t *owner, err_t *err);
+int store_transaction_checked(store_t *st, const json_t *operations, store_tx_check_fn check,
+                              void *udata, buf_t *out, err_t *err);
 /* Whether `op` is a store operation store_execute knows. */
 bool store_has_op(const char *op);
 
@@ -113,6 +137,10 @@ typedef struct {
 int store_query_eval(store_t *st, const char *name, const json_t *params,
                      const store_session_t *session, buf_t *out, store_deps_t *deps_out,
                      err_t *err);
+/* The same under an ownership constraint (NULL: none). */
+int store_query_eval_as(store_t *st, const char *name, const json_t *params,
+                        const store_session_t *session, const store_owner_t *owner, buf_t *out,
+                        store_deps_t *deps_out, err_t *err);
 void store_deps_free(store_deps_t *deps);
 /* Whether the query's definition refers to "$session.*". */
 bool store_query_uses_session(const store_t *st, const char *name);

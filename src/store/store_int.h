@@ -50,7 +50,8 @@ bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err);
 
 /* Read operations shared by store_execute, transactions and queries. `r` holds the
  * operation's fields. Appends the result to out. */
-int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, buf_t *out, err_t *err);
+int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, const store_owner_t *owner,
+                  buf_t *out, err_t *err);
 
 /* Loads persisted query definitions (query.c). */
 int store_queries_load(store_t *st, err_t *err);

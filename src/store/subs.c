@@ -34,6 +34,8 @@ struct group {
     char *query;
     json_t *params;
     char *user_id;
+    char *owner_field; /* visibility: records whose owner_field is owner_user */
+    char *owner_user;
     char *index_key; /* where the group is indexed */
     char *result;
     size_t result_len;
@@ -103,12 +105,15 @@ static void group_free(group_t *g) {
     free(g->query);
     json_decref(g->params);
     free(g->user_id);
+    free(g->owner_field);
+    free(g->owner_user);
     free(g->index_key);
     free(g->result);
     free(g);
 }
 
-static char *group_key_make(const char *query, const json_t *params, const char *user_id) {
+static char *group_key_make(const char *query, const json_t *params, const char *user_id,
+                            const store_owner_t *vis) {
     buf_t b;
     buf_init(&b, 0);
     buf_append_str(&b, query);
@@ -118,16 +123,17 @@ static char *group_key_make(const char *query, const json_t *params, const char 
         buf_append_str(&b, p);
         free(p);
     }
-    if (user_id) {
-        buf_append_char(&b, '\x1f');
-        buf_append_str(&b, user_id);
-    }
+    buf_append_char(&b, '\x1f');
+    if (user_id) buf_append_str(&b, user_id);
+    if (vis && vis->field) buf_printf(&b, "\x1f%s=%s", vis->field, vis->user_id ? vis->user_id : "");
     return buf_take(&b, NULL);
 }
 
 static int group_eval(subs_t *s, group_t *g, buf_t *out, store_deps_t *deps, err_t *err) {
     store_session_t session = {g->user_id};
-    return store_query_eval(s->store, g->query, g->params, &session, out, deps, err);
+    store_owner_t vis = {g->owner_field, g->owner_user};
+    return store_query_eval_as(s->store, g->query, g->params, &session, g->owner_field ? &vis : NULL, out, deps,
+                               err);
 }
 
 /* Re-evaluates a group after a change and tells its subscribers if the result moved. */
@@ -238,7 +244,7 @@ void subs_free(subs_t *s) {
 }
 
 sub_t *subs_add(subs_t *s, void *owner, const char *sub_id, const char *query, const json_t *params,
-                const store_session_t *session, buf_t *initial, err_t *err) {
+                const store_session_t *session, const store_owner_t *vis, buf_t *initial, err_t *err) {
     if (!query) {
         err_set(err, ERR_VALIDATION, "Missing or invalid \"query\": expected non-empty string");
         return NULL;
@@ -252,7 +258,8 @@ sub_t *subs_add(subs_t *s, void *owner, const char *sub_id, const char *query, c
         return NULL;
     }
     const char *user = store_query_uses_session(s->store, query) && session ? session->user_id : NULL;
-    char *gkey = group_key_make(query, params, user);
+    if (vis && !vis->field) vis = NULL;
+    char *gkey = group_key_make(query, params, user, vis);
     group_t *g = strmap_get(&s->groups, gkey);
     if (g) {
         free(gkey);
@@ -263,6 +270,8 @@ sub_t *subs_add(subs_t *s, void *owner, const char *sub_id, const char *query, c
         g->query = xstrdup(query);
         g->params = json_is_object(params) ? json_deep_copy(params) : NULL;
         g->user_id = user ? xstrdup(user) : NULL;
+        g->owner_field = vis ? xstrdup(vis->field) : NULL;
+        g->owner_user = vis ? xstrdup(vis->user_id ? vis->user_id : "") : NULL;
         buf_t out;
         buf_init(&out, 0);
         store_deps_t deps = {0};

@@ -40,9 +40,11 @@ subs_t *subs_new(store_t *st, subs_deliver_fn deliver);
 void subs_free(subs_t *s); /* NULL is fine; every subscription must be removed first */
 
 /* Subscribes `owner` under `sub_id` (copied) to a query and appends the initial
- * result to `initial`. Returns the subscription, or NULL with err set. */
+ * result to `initial`. `visibility` (NULL: none) restricts the results to the records
+ * a user owns; it is part of the group key. Returns the subscription, or NULL with err set. */
 sub_t *subs_add(subs_t *s, void *owner, const char *sub_id, const char *query, const json_t *params,
-                const store_session_t *session, buf_t *initial, err_t *err);
+                const store_session_t *session, const store_owner_t *visibility, buf_t *initial,
+                err_t *err);
 void subs_remove(subs_t *s, sub_t *sub);
 /* Re-evaluates the groups that committed changes affected and delivers new results. */
 void subs_flush(subs_t *s);

@@ -150,6 +150,13 @@ export async function storeClient(srv, opts = {}) {
       w.waiters.delete(pump);
       w.close();
     },
+    /* Closes and waits until the close handshake finished (the server has let go of the
+     * connection and its subscriptions). */
+    async end(ms = 2000) {
+      w.waiters.delete(pump);
+      w.close();
+      await w.waitClose(ms);
+    },
     terminate() {
       w.terminate();
     },

@@ -242,6 +242,24 @@ describe('atomicity: a failing operation rolls back the whole transaction', () =
   });
 });
 
+describe('error paths release their memory (meaningful under the ASan build)', () => {
+  test('transactions failing with violations, NOT_FOUND and ALREADY_EXISTS; the server then exits cleanly', T, async () => {
+    const s2 = await startStore(shopConfig({}));
+    const c2 = await storeClient(s2);
+    try {
+      for (let i = 0; i < 3; i++) {
+        await c2.err('store.transaction', { operations: [{ op: 'insert', bucket: 'products', data: { id: `v${i}`, price: -1 } }] });
+        await c2.err('store.transaction', { operations: [{ op: 'get', bucket: 'products', key: 'p1' }, { op: 'update', bucket: 'products', key: 'ghost', data: {} }] });
+        await c2.err('store.transaction', { operations: [{ op: 'insert', bucket: 'products', data: { id: 'p1', title: 'x', price: 1 } }] });
+        await c2.err('store.transaction', { operations: [{ op: 'get', bucket: 'products' }] });
+      }
+    } finally {
+      c2.close();
+      await s2.stopAndCheck();
+    }
+  });
+});
+
 describe('shape errors (§4.3 messages)', () => {
   const cases = [
     [undefined, 'Missing or invalid "operations": expected array'],

@@ -73,6 +73,7 @@ const BUCKETS = {
   empty: { key: 'id', schema: { id: { type: 'string' }, price: { type: 'number' } } },
   scratch: { key: 'id', schema: { id: { type: 'string' }, v: { type: 'number' } } },
   orders: { key: 'no', schema: { no: { type: 'number', generated: 'autoincrement' }, total: { type: 'number' } } },
+  tickets: { key: 'no', schema: { no: { type: 'number', generated: 'autoincrement' } } },
 };
 
 const PAGES = Array.from({ length: 25 }, (_, i) => ({ n: i + 1, grp: (i + 1) % 3 }));
@@ -141,6 +142,19 @@ describe('store.insert', () => {
     assert.equal(o1.no, 1);
     assert.equal(o2.no, 2);
     assert.deepEqual(await c.ok('store.get', { bucket: 'orders', key: 2 }), o2);
+  });
+
+  test('an explicit autoincrement key does not make later generated keys collide with it', T, async () => {
+    await c.ok('store.insert', { bucket: 'tickets', data: { no: 1 } });
+    await c.ok('store.insert', { bucket: 'tickets', data: { no: 3 } });
+    const got = [];
+    for (let i = 0; i < 3; i++) {
+      const m = await c.call('store.insert', { bucket: 'tickets', data: {} });
+      got.push(m.type === 'result' ? m.data.no : `${m.code}: ${m.message}`);
+    }
+    const keys = got.filter((x) => typeof x === 'number');
+    assert.equal(keys.length, 3, `generated inserts failed: ${JSON.stringify(got)}`);
+    assert.equal(new Set([1, 3, ...keys]).size, 5, `duplicate keys: ${JSON.stringify(got)}`);
   });
 
   test('priority: explicit value > generated > default', T, async () => {

@@ -21,6 +21,8 @@ Test(json_write, numbers_print_like_javascript) {
     check(json_real(-0.0), "0");
     check(json_real(1.5e-7), "1.5e-7");
     check(json_real(1e21), "1e+21");
+    check(json_real(8.888888888888889e20), "8.888888888888889e+20");
+    check(json_real(9007199254740991.0), "9007199254740991");
     check(json_real(123456.789), "123456.789");
     check(json_real(0.1 + 0.2), "0.30000000000000004");
     check(json_integer(-9007199254740991), "-9007199254740991");

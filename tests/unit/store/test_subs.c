@@ -81,7 +81,7 @@ static sub_t *subscribe(const char *id, const char *query, const char *params_js
     buf_t initial;
     buf_init(&initial, 0);
     err_t err = ERR_INIT;
-    sub_t *s = subs_add(subs, NULL, id, query, params, NULL, &initial, &err);
+    sub_t *s = subs_add(subs, NULL, id, query, params, NULL, NULL, &initial, &err);
     cr_assert_not_null(s, "%s", err.msg);
     buf_cleanup(&initial);
     json_decref(params);
