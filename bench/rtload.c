@@ -20,7 +20,8 @@
  *
  * fanout: --subscribers connections each subscribe to --query; one writer connection
  * updates the watched record (--bucket/--key) --rate times per second with data
- * {"stock":n,"sentAt":<CLOCK_MONOTONIC ns>}; every push's latency is its receive time
+ * {"stock":n,"sentAt":<CLOCK_MONOTONIC ns since rtload started, + 1 s>} (kept well below
+ * 2^53 so that it stays an exact JSON integer); every push's latency is its receive time
  * minus the sentAt it carries. GET /metrics is scraped before and after the window for
  * shopd_subscription_evaluations_total.
  *
@@ -86,6 +87,8 @@ static void *xrealloc(void *p, size_t n) {
     if (!q) die("out of memory");
     return q;
 }
+
+static uint64_t g_epoch_ns; /* sentAt values are CLOCK_MONOTONIC minus this */
 
 static uint64_t mono_ns(void) {
     struct timespec ts;
@@ -623,7 +626,7 @@ static void on_result(conn_t *c, uint32_t id, bool is_error, const char *p, size
 static void on_push(conn_t *c, const char *p, size_t n, uint64_t now) {
     const char *v = FIELD(p, n, "\"sentAt\"");
     int ok = 0;
-    uint64_t sent = v ? parse_u64(v, p + n, NULL, &ok) : 0;
+    uint64_t sent = v ? parse_u64(v, p + n, NULL, &ok) + g_epoch_ns : 0;
     if (!ok) {
         g_pushes_nosent++;
         return;
@@ -896,6 +899,7 @@ static bool loop_until(uint64_t deadline, bool (*done)(void)) {
 typedef struct {
     bool ok;
     uint64_t ticks;    /* utime + stime, clock ticks */
+    uint64_t sys_ticks; /* stime alone */
     uint64_t sched_ns; /* sum of the tasks' on-CPU time from schedstat, 0 if unavailable */
 } srv_cpu_t;
 
@@ -916,6 +920,7 @@ static srv_cpu_t server_cpu(void) {
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return r;
     r.ok = true;
     r.ticks = ut + st;
+    r.sys_ticks = st;
     snprintf(path, sizeof path, "/proc/%d/task", (int)opt.server_pid);
     DIR *d = opendir(path);
     if (d) {
@@ -946,6 +951,12 @@ static uint64_t self_cpu_ns(void) {
 static double cpu_ticks_s(srv_cpu_t a, srv_cpu_t b) {
     if (!a.ok || !b.ok) return -1;
     return (double)(b.ticks - a.ticks) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Share of the server CPU spent in the kernel (stime / (utime + stime)), or -1. */
+static double cpu_sys_pct(srv_cpu_t a, srv_cpu_t b) {
+    if (!a.ok || !b.ok || b.ticks == a.ticks) return -1;
+    return (double)(b.sys_ticks - a.sys_ticks) * 100.0 / (double)(b.ticks - a.ticks);
 }
 
 static double cpu_sched_s(srv_cpu_t a, srv_cpu_t b) {
@@ -1082,9 +1093,11 @@ static void shut_all(void) {
     }
 }
 
-static void fmt_cpu(char *out, size_t n, double s, double per, const char *unit, double wall) {
+static void fmt_cpu(char *out, size_t n, double s, double per, const char *unit, double wall, double sys_pct) {
     if (s < 0) snprintf(out, n, "n/a (no --server-pid)");
-    else snprintf(out, n, "%.2f us/%s (%.2f s in %.1f s = %.0f%% of a core)", per, unit, s, wall, s / wall * 100);
+    else
+        snprintf(out, n, "%.2f us/%s (%.2f s in %.1f s = %.0f%% of a core, %.0f%% of it in the kernel)", per, unit, s,
+                 wall, s / wall * 100, sys_pct);
 }
 
 /* ---- modes -------------------------------------------------------------------------- */
@@ -1162,17 +1175,19 @@ static int run_load(void) {
     printf("RESULT mode=%s conns=%d inflight=%d seconds=%.2f ops=%llu ops_per_s=%.0f lat_p50_us=%llu "
            "lat_p90_us=%llu lat_p99_us=%llu lat_p999_us=%llu lat_max_us=%llu lat_mean_us=%.1f errors=%llu "
            "server_cpu_s=%.2f server_cpu_us_per_op=%.3f server_cpu_sched_us_per_op=%.3f server_cpu_pct=%.1f "
+           "server_sys_pct=%.0f "
            "gen_cpu_s=%.2f gen_cpu_us_per_op=%.3f gen_cpu_pct=%.1f conn_failed=%d conn_closed=%d pings=%llu "
            "ws_pings=%llu status=%s\n",
            opt.mode_name, opt.conns, opt.inflight, wall, (unsigned long long)g_ops, ops_s,
            (unsigned long long)hist_pct(&g_lat, 0.50), (unsigned long long)hist_pct(&g_lat, 0.90),
            (unsigned long long)hist_pct(&g_lat, 0.99), (unsigned long long)hist_pct(&g_lat, 0.999),
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0,
-           (unsigned long long)errors, scpu, per_op, per_op_sched, scpu >= 0 ? scpu / wall * 100 : -1, gcpu,
+           (unsigned long long)errors, scpu, per_op, per_op_sched, scpu >= 0 ? scpu / wall * 100 : -1,
+           cpu_sys_pct(s0, s1), gcpu,
            g_ops ? gcpu * 1e6 / (double)g_ops : 0.0, gcpu / wall * 100, g_open_failed, g_closed_after_open,
            (unsigned long long)g_pings, (unsigned long long)g_ws_pings, ok ? "ok" : "incomplete");
-    char cpu[96];
-    fmt_cpu(cpu, sizeof cpu, scpu, per_op, "op", wall);
+    char cpu[160];
+    fmt_cpu(cpu, sizeof cpu, scpu, per_op, "op", wall, cpu_sys_pct(s0, s1));
     printf("%s: %.0f ops/s over %.1f s (%d conns x %d in flight), latency p50 %llu us p99 %llu us max %llu us; "
            "server CPU %s; generator CPU %.2f us/op = %.0f%% of a core; %llu errors\n",
            opt.mode == MODE_TX ? "store.transaction (3 ops)" : "store.get", ops_s, wall, opt.conns, opt.inflight,
@@ -1212,7 +1227,7 @@ static void send_update(conn_t *w, uint64_t seq) {
     memcpy(rest + n, ",\"sentAt\":", 10);
     n += 10;
     uint64_t now = mono_ns();
-    n += u64_dec(rest + n, now);
+    n += u64_dec(rest + n, now - g_epoch_ns);
     rest[n++] = '}';
     rest[n++] = '}';
     send_request(w, now, rest, n);
@@ -1307,7 +1322,8 @@ static int run_fanout(void) {
            "expected=%llu push_p50_us=%llu push_p90_us=%llu push_p99_us=%llu push_max_us=%llu push_mean_us=%.1f "
            "min_per_sub=%llu max_per_sub=%llu update_p50_us=%llu update_p99_us=%llu evaluations=%.0f "
            "evals_per_update=%.3f server_pushes=%.0f server_unchanged=%.0f server_cpu_s=%.3f "
-           "server_cpu_us_per_push=%.3f server_cpu_sched_us_per_push=%.3f gen_cpu_s=%.3f gen_cpu_us_per_push=%.3f "
+           "server_cpu_us_per_push=%.3f server_cpu_sched_us_per_push=%.3f server_sys_pct=%.0f gen_cpu_s=%.3f "
+           "gen_cpu_us_per_push=%.3f "
            "errors=%llu conn_failed=%d conn_closed=%d pings=%llu ws_pings=%llu status=%s\n",
            (unsigned long long)g_sub_ready, opt.rate, opt.seconds, wall, (unsigned long long)updates,
            (unsigned long long)g_pushes, (unsigned long long)g_expect_pushes, (unsigned long long)hist_pct(&g_lat, 0.50),
@@ -1315,10 +1331,10 @@ static int run_fanout(void) {
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0, (unsigned long long)minp,
            (unsigned long long)maxp, (unsigned long long)hist_pct(&g_upd_lat, 0.50),
            (unsigned long long)hist_pct(&g_upd_lat, 0.99), ev, ev_per_update, sp, unch, scpu, per_push, per_push_sched,
-           gcpu, g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0, (unsigned long long)errors, g_open_failed,
+           cpu_sys_pct(s0, s1), gcpu, g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0, (unsigned long long)errors, g_open_failed,
            g_closed_after_open, (unsigned long long)g_pings, (unsigned long long)g_ws_pings, ok ? "ok" : "incomplete");
-    char cpu[96];
-    fmt_cpu(cpu, sizeof cpu, scpu, per_push, "push", wall);
+    char cpu[160];
+    fmt_cpu(cpu, sizeof cpu, scpu, per_push, "push", wall, cpu_sys_pct(s0, s1));
     printf("fanout: %llu subscribers, %llu updates -> %llu of %llu pushes, push latency p50 %llu us p99 %llu us "
            "max %llu us; %.3f evaluations/update; server CPU %s; generator CPU %.2f us/push\n",
            (unsigned long long)g_sub_ready, (unsigned long long)updates, (unsigned long long)g_pushes,
@@ -1332,6 +1348,8 @@ static int run_fanout(void) {
 int main(int argc, char **argv) {
     parse_args(argc, argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    g_epoch_ns = mono_ns();
+    g_epoch_ns = g_epoch_ns > 1000000000u ? g_epoch_ns - 1000000000u : 0;
     if (opt.mode == MODE_FANOUT) return run_fanout();
     return run_load();
 }

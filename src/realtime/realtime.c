@@ -48,6 +48,7 @@ struct rt_call {
 
 typedef struct rt_sub {
     char *id;
+    rt_sub_kind_t kind;
     void *handle;
     rt_sub_release_fn release;
     void *udata;
@@ -134,10 +135,11 @@ void rt_session_next_sub_id(rt_session_t *s, char out[32]) {
     snprintf(out, 32, "sub-%llu", (unsigned long long)++s->next_sub);
 }
 
-void rt_session_sub_attach(rt_session_t *s, const char *id, void *handle, rt_sub_release_fn release,
-                           void *udata) {
+void rt_session_sub_attach(rt_session_t *s, const char *id, rt_sub_kind_t kind, void *handle,
+                           rt_sub_release_fn release, void *udata) {
     rt_sub_t *sub = xcalloc(1, sizeof *sub);
     sub->id = xstrdup(id);
+    sub->kind = kind;
     sub->handle = handle;
     sub->release = release;
     sub->udata = udata;
@@ -162,9 +164,9 @@ int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn rel
 
 size_t rt_session_sub_count(const rt_session_t *s) { return s->sub_count; }
 
-size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_release_fn release) {
+size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_kind_t kind) {
     size_t n = 0;
-    for (const rt_sub_t *sub = s->subs; sub; sub = sub->next) n += sub->release == release;
+    for (const rt_sub_t *sub = s->subs; sub; sub = sub->next) n += sub->kind == kind;
     return n;
 }
 

@@ -83,15 +83,16 @@ typedef void (*rt_sub_release_fn)(void *handle, void *udata);
 
 /* Writes the session's next subscription id ("sub-N") into out. */
 void rt_session_next_sub_id(rt_session_t *s, char out[32]);
+typedef enum { RT_SUB_STORE, RT_SUB_RULES } rt_sub_kind_t;
 /* Records a subscription; `release` runs when it is removed or the session ends. */
-void rt_session_sub_attach(rt_session_t *s, const char *id, void *handle, rt_sub_release_fn release,
-                           void *udata);
+void rt_session_sub_attach(rt_session_t *s, const char *id, rt_sub_kind_t kind, void *handle,
+                           rt_sub_release_fn release, void *udata);
 /* Removes and releases a subscription. Returns 0, or -1 when the id is unknown.
  * `release` must match for the subscription to be found (store vs rules). */
 int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn release);
 size_t rt_session_sub_count(const rt_session_t *s);
-/* Counts a session's subscriptions released with `release`. */
-size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_release_fn release);
+/* Counts a session's subscriptions of one kind. */
+size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_kind_t kind);
 /* The per-connection limit from the configuration. */
 size_t realtime_max_subscriptions(const realtime_t *rt);
 /* Iterates sessions: for (s = realtime_sessions(rt); s; s = rt_session_next(s)). */

@@ -192,7 +192,7 @@ static void h_subscribe(rt_call_t *call, void *udata) {
         answer(call, api, -1, &err);
         return;
     }
-    rt_session_sub_attach(s, id, sub, release_store_sub, api);
+    rt_session_sub_attach(s, id, RT_SUB_STORE, sub, release_store_sub, api);
     buf_printf(&api->out, "{\"subscriptionId\":\"%s\",\"data\":", id);
     buf_append(&api->out, initial.data, initial.len);
     buf_append_char(&api->out, '}');

@@ -157,6 +157,8 @@ void rules_engine_fire(rules_t *r, rule_t **cands, size_t count, const json_t *c
                        const rules_chain_t *chain);
 /* The value at a dotted path in ctx (borrowed), or NULL. Digits index arrays. */
 const json_t *rules_path_get(const json_t *ctx, const char *path, size_t len);
+/* Whether s (n bytes) is exactly one "{{path}}" placeholder; gives the trimmed path. */
+bool rules_placeholder_only(const char *s, size_t n, const char **path, size_t *path_len);
 /* Offers every change of a committed change set to the store-triggered rules. */
 void rules_engine_on_changes(void *udata, const store_changeset_t *cs);
 

@@ -51,6 +51,9 @@ const QUERIES = {
   'keyed-get': { bucket: 'keyed', op: 'get', key: '$params.id' },
   'unsub-all': { bucket: 'unsub', op: 'all' },
   'other-all': { bucket: 'other', op: 'all' },
+  'in-cats': { bucket: 'products', op: 'where', filter: { category: { $in: '$params.cats' } } },
+  'first-n': { bucket: 'products', op: 'first', n: '$params.n' },
+  'my-products': { bucket: 'products', op: 'where', filter: { title: '$session.userId' } },
 };
 
 let srv;
@@ -376,6 +379,23 @@ describe('$params', () => {
     }
     assertError(await c.err('store.subscribe', { query: 'under-price', params: { max: 'thirty' } }), 'VALIDATION_ERROR');
     assertError(await c.err('store.subscribe', { query: 'product-by-id' }), 'VALIDATION_ERROR');
+  });
+
+  test('parameters can supply an $in array and the n of first', T, async () => {
+    const a = await c.ok('store.subscribe', { query: 'in-cats', params: { cats: ['kitchen', 'home'] } });
+    assert.deepEqual(a.data, await c.ok('store.where', { bucket: 'products', filter: { category: { $in: ['kitchen', 'home'] } } }));
+    const b = await c.ok('store.subscribe', { query: 'first-n', params: { n: 2 } });
+    assert.deepEqual(b.data, await c.ok('store.first', { bucket: 'products', n: 2 }));
+    const e = await c.err('store.subscribe', { query: 'first-n', params: { n: 20000 } });
+    assertError(e, 'VALIDATION_ERROR', /10000/);
+    assertError(await c.err('store.subscribe', { query: 'first-n', params: { n: 0 } }), 'VALIDATION_ERROR');
+    for (const x of [a, b]) await c.ok('store.unsubscribe', { subscriptionId: x.subscriptionId });
+  });
+
+  test('"$session.userId" without a session (auth not configured) is refused, never bound to null', T, async () => {
+    const m = await c.call('store.subscribe', { query: 'my-products' });
+    assert.equal(m.type, 'error', JSON.stringify(m).slice(0, 300));
+    assert.ok(['UNAUTHORIZED', 'VALIDATION_ERROR', 'FORBIDDEN'].includes(m.code), JSON.stringify(m));
   });
 
   test('SQL-looking parameter values are plain values', T, async () => {
