@@ -11,6 +11,7 @@
 #
 # Objects live under build/<variant>/; V=1 shows the commands.
 
+SHELL := /bin/bash
 VERSION := $(shell cat VERSION)
 VARIANT ?= release
 BUILD := build/$(VARIANT)
@@ -100,8 +101,13 @@ test: test-deps
 	@scripts/check-deps
 	$(MAKE) unit integration
 
+# Criterion runs each test in a child process whose sanitizer report does not always
+# fail the test, so the output is also searched for reports.
 asan:
-	$(MAKE) VARIANT=asan unit integration
+	@mkdir -p build/asan
+	@set -o pipefail; $(MAKE) VARIANT=asan unit integration 2>&1 | tee build/asan/test.log
+	@if grep -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" build/asan/test.log; then \
+	  echo "asan: sanitizer reports found (see build/asan/test.log)"; exit 1; fi
 
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 60

@@ -527,7 +527,11 @@ static void conn_start(conn_t *c) {
 }
 
 static void open_more(void) {
+    static bool busy; /* conn_start → conn_close → open_more must not recurse */
+    if (busy) return;
+    busy = true;
     while (g_next_open < g_nconns && g_pending_open < opt.connect_batch) conn_start(&g_conns[g_next_open++]);
+    busy = false;
 }
 
 /* ---- requests ---------------------------------------------------------------------- */
@@ -601,7 +605,7 @@ static void on_result(conn_t *c, uint32_t id, bool is_error, const char *p, size
     if (c->outstanding) c->outstanding--;
     switch (c->role) {
     case ROLE_LOAD:
-        if (g_measuring) {
+        if (g_measuring && !is_error) { /* error answers are counted in g_errors only */
             g_ops++;
             hist_add_ns(&g_lat, now - c->sent_ns[id & g_ring_mask]);
         }
@@ -901,6 +905,7 @@ typedef struct {
     uint64_t ticks;    /* utime + stime, clock ticks */
     uint64_t sys_ticks; /* stime alone */
     uint64_t sched_ns; /* sum of the tasks' on-CPU time from schedstat, 0 if unavailable */
+    uint64_t wait_ns;  /* sum of the tasks' time runnable but waiting for a CPU (schedstat) */
 } srv_cpu_t;
 
 static srv_cpu_t server_cpu(void) {
@@ -931,8 +936,11 @@ static srv_cpu_t server_cpu(void) {
             snprintf(sp, sizeof sp, "/proc/%d/task/%s/schedstat", (int)opt.server_pid, de->d_name);
             FILE *sf = fopen(sp, "r");
             if (!sf) continue;
-            unsigned long long ns = 0;
-            if (fscanf(sf, "%llu", &ns) == 1) r.sched_ns += ns;
+            unsigned long long ns = 0, wait = 0;
+            if (fscanf(sf, "%llu %llu", &ns, &wait) == 2) {
+                r.sched_ns += ns;
+                r.wait_ns += wait;
+            }
             fclose(sf);
         }
         closedir(d);
@@ -957,6 +965,13 @@ static double cpu_ticks_s(srv_cpu_t a, srv_cpu_t b) {
 static double cpu_sys_pct(srv_cpu_t a, srv_cpu_t b) {
     if (!a.ok || !b.ok || b.ticks == a.ticks) return -1;
     return (double)(b.sys_ticks - a.sys_ticks) * 100.0 / (double)(b.ticks - a.ticks);
+}
+
+/* Time the server was runnable but not running (other processes had the CPUs), as a
+ * percentage of the window, or -1. */
+static double runq_pct(srv_cpu_t a, srv_cpu_t b, double wall) {
+    if (!a.ok || !b.ok || !a.sched_ns || b.wait_ns < a.wait_ns) return -1;
+    return (double)(b.wait_ns - a.wait_ns) / 1e9 / wall * 100;
 }
 
 static double cpu_sched_s(srv_cpu_t a, srv_cpu_t b) {
@@ -1175,7 +1190,7 @@ static int run_load(void) {
     printf("RESULT mode=%s conns=%d inflight=%d seconds=%.2f ops=%llu ops_per_s=%.0f lat_p50_us=%llu "
            "lat_p90_us=%llu lat_p99_us=%llu lat_p999_us=%llu lat_max_us=%llu lat_mean_us=%.1f errors=%llu "
            "server_cpu_s=%.2f server_cpu_us_per_op=%.3f server_cpu_sched_us_per_op=%.3f server_cpu_pct=%.1f "
-           "server_sys_pct=%.0f "
+           "server_sys_pct=%.0f server_runq_wait_pct=%.1f "
            "gen_cpu_s=%.2f gen_cpu_us_per_op=%.3f gen_cpu_pct=%.1f conn_failed=%d conn_closed=%d pings=%llu "
            "ws_pings=%llu status=%s\n",
            opt.mode_name, opt.conns, opt.inflight, wall, (unsigned long long)g_ops, ops_s,
@@ -1183,7 +1198,7 @@ static int run_load(void) {
            (unsigned long long)hist_pct(&g_lat, 0.99), (unsigned long long)hist_pct(&g_lat, 0.999),
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0,
            (unsigned long long)errors, scpu, per_op, per_op_sched, scpu >= 0 ? scpu / wall * 100 : -1,
-           cpu_sys_pct(s0, s1), gcpu,
+           cpu_sys_pct(s0, s1), runq_pct(s0, s1, wall), gcpu,
            g_ops ? gcpu * 1e6 / (double)g_ops : 0.0, gcpu / wall * 100, g_open_failed, g_closed_after_open,
            (unsigned long long)g_pings, (unsigned long long)g_ws_pings, ok ? "ok" : "incomplete");
     char cpu[160];
@@ -1322,7 +1337,8 @@ static int run_fanout(void) {
            "expected=%llu push_p50_us=%llu push_p90_us=%llu push_p99_us=%llu push_max_us=%llu push_mean_us=%.1f "
            "min_per_sub=%llu max_per_sub=%llu update_p50_us=%llu update_p99_us=%llu evaluations=%.0f "
            "evals_per_update=%.3f server_pushes=%.0f server_unchanged=%.0f server_cpu_s=%.3f "
-           "server_cpu_us_per_push=%.3f server_cpu_sched_us_per_push=%.3f server_sys_pct=%.0f gen_cpu_s=%.3f "
+           "server_cpu_us_per_push=%.3f server_cpu_sched_us_per_push=%.3f server_sys_pct=%.0f server_runq_wait_pct=%.1f "
+           "gen_cpu_s=%.3f "
            "gen_cpu_us_per_push=%.3f "
            "errors=%llu conn_failed=%d conn_closed=%d pings=%llu ws_pings=%llu status=%s\n",
            (unsigned long long)g_sub_ready, opt.rate, opt.seconds, wall, (unsigned long long)updates,
@@ -1331,7 +1347,7 @@ static int run_fanout(void) {
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0, (unsigned long long)minp,
            (unsigned long long)maxp, (unsigned long long)hist_pct(&g_upd_lat, 0.50),
            (unsigned long long)hist_pct(&g_upd_lat, 0.99), ev, ev_per_update, sp, unch, scpu, per_push, per_push_sched,
-           cpu_sys_pct(s0, s1), gcpu, g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0, (unsigned long long)errors, g_open_failed,
+           cpu_sys_pct(s0, s1), runq_pct(s0, s1, wall), gcpu, g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0, (unsigned long long)errors, g_open_failed,
            g_closed_after_open, (unsigned long long)g_pings, (unsigned long long)g_ws_pings, ok ? "ok" : "incomplete");
     char cpu[160];
     fmt_cpu(cpu, sizeof cpu, scpu, per_push, "push", wall, cpu_sys_pct(s0, s1));

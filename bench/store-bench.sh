@@ -202,7 +202,8 @@ start_profile() { # name, delay seconds, duration seconds
   [ "$PROFILE" = 1 ] || return 0
   (
     sleep "$2"
-    exec perf record -q -g -p "$SHOPD_PID" -o "$WORK/$1.perf.data" -- sleep "$3"
+    # DWARF unwinding: the server is built -O2 -g without frame pointers.
+    exec perf record -q --call-graph dwarf,16384 -F 499 -p "$SHOPD_PID" -o "$WORK/$1.perf.data" -- sleep "$3"
   ) >"$WORK/$1.perf.log" 2>&1 &
   PERF_PID=$!
 }
@@ -212,8 +213,16 @@ finish_profile() { # name
   wait "$PERF_PID" 2>/dev/null || true
   PERF_PID=""
   if [ -s "$WORK/$1.perf.data" ]; then
-    perf report -i "$WORK/$1.perf.data" --no-children --sort symbol --stdio 2>/dev/null |
-      grep -E '^ +[0-9.]+%' | head -n 25 >"$WORK/$1.profile" || true
+    say "$1: reading the profile"
+    {
+      echo "self time, top 20 symbols:"
+      perf report -i "$WORK/$1.perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | head -n 20
+      echo
+      echo "inclusive time (children), top 40 named symbols:"
+      perf report -i "$WORK/$1.perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | grep -v -E '\] (0x[0-9a-f]+|\[unknown\]) ' | head -n 40
+    } >"$WORK/$1.profile" || true
   else
     say "$1: perf recorded nothing: $(tr '\n' ' ' <"$WORK/$1.perf.log")"
   fi
@@ -223,6 +232,7 @@ finish_profile() { # name
 
 ALL_OK=1
 declare -A RES CMD
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 run_scenario() { # name, drain-and-connect slack seconds, rtload args...
   local name=$1 slack=$2 out rc=0
@@ -292,21 +302,25 @@ echo
 echo "### Realtime store — $(date -u '+%Y-%m-%d %H:%M UTC') — commit $COMMIT"
 echo
 echo "Machine: $(nproc) × $CPU, $MEM RAM, Linux $(uname -r). $("$SHOPD_BIN" --version)."
+echo "Load average (1/5/15 min) before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "rtload (one thread, epoll) and shopd share the same cores; server CPU is utime+stime of the"
-echo "shopd process from /proc/PID/stat over the measured window (after a ${WARMUP} s warm-up)."
+echo "shopd process from /proc/PID/stat over the measured window (after a ${WARMUP} s warm-up); \"waiting"
+echo "for a CPU\" is the server's run-queue time from /proc/PID/task/*/schedstat (other processes had"
+echo "the cores), which lowers throughput and raises latency but not CPU per operation."
 echo
 
 for s in get tx; do
   [ -n "${RES[$s]:-}" ] || continue
   if [ "$s" = get ]; then title="store.get (one record)"; else title="store.transaction (update + 2 inserts)"; fi
   if [ -z "${HDR_LOAD:-}" ]; then
-    echo "| request/response, $CONNS conns × $INFLIGHT in flight, ${BENCH_SECONDS} s | ops/s | p50 | p99 | max | server CPU/op | server CPU | generator CPU/op | errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| request/response, $CONNS conns × $INFLIGHT in flight, ${BENCH_SECONDS} s | ops/s | p50 | p99 | max | server CPU/op | server CPU (kernel share) | server waiting for a CPU | generator CPU/op | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     HDR_LOAD=1
   fi
-  printf '| %s | %s | %s µs | %s µs | %s µs | %s µs | %s %% | %s µs | %s |\n' "$title" \
+  printf '| %s | %s | %s µs | %s µs | %s µs | %s µs | %s %% of a core (%s %%) | %s %% of the time | %s µs | %s |\n' "$title" \
     "$(f "$s" ops_per_s)" "$(f "$s" lat_p50_us)" "$(f "$s" lat_p99_us)" "$(f "$s" lat_max_us)" \
-    "$(f "$s" server_cpu_us_per_op)" "$(f "$s" server_cpu_pct)" "$(f "$s" gen_cpu_us_per_op)" "$(f "$s" errors)"
+    "$(f "$s" server_cpu_us_per_op)" "$(f "$s" server_cpu_pct)" "$(f "$s" server_sys_pct)" \
+    "$(f "$s" server_runq_wait_pct)" "$(f "$s" gen_cpu_us_per_op)" "$(f "$s" errors)"
 done
 echo
 
@@ -315,13 +329,14 @@ for n in $SUBSCRIBERS; do
   s=fanout-$n
   [ -n "${RES[$s]:-}" ] || continue
   if [ "$FAN_HDR" = 0 ]; then
-    echo "| fan-out, $RATE updates/s, ${BENCH_SECONDS} s | pushes received / expected | push p50 | p99 | max | server CPU/push | evaluations/update | update p50 | generator CPU/push |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| fan-out, $RATE updates/s, ${BENCH_SECONDS} s | pushes received / expected | push p50 | p99 | max | server CPU/push (kernel share) | evaluations/update | update p50 | server waiting for a CPU | generator CPU/push |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     FAN_HDR=1
   fi
-  printf '| %s subscribers | %s / %s | %s µs | %s µs | %s µs | %s µs | %s | %s µs | %s µs |\n' "$(f "$s" subscribers)" \
-    "$(f "$s" pushes)" "$(f "$s" expected)" "$(f "$s" push_p50_us)" "$(f "$s" push_p99_us)" "$(f "$s" push_max_us)" \
-    "$(f "$s" server_cpu_us_per_push)" "$(f "$s" evals_per_update)" "$(f "$s" update_p50_us)" "$(f "$s" gen_cpu_us_per_push)"
+  printf '| %s subscribers | %s / %s | %s µs | %s µs | %s µs | %s µs (%s %%) | %s | %s µs | %s %% of the time | %s µs |\n' \
+    "$(f "$s" subscribers)" "$(f "$s" pushes)" "$(f "$s" expected)" "$(f "$s" push_p50_us)" "$(f "$s" push_p99_us)" \
+    "$(f "$s" push_max_us)" "$(f "$s" server_cpu_us_per_push)" "$(f "$s" server_sys_pct)" "$(f "$s" evals_per_update)" \
+    "$(f "$s" update_p50_us)" "$(f "$s" server_runq_wait_pct)" "$(f "$s" gen_cpu_us_per_push)"
 done
 [ "$FAN_HDR" = 1 ] && echo
 
@@ -351,7 +366,7 @@ if [ "$PROFILE" = 1 ]; then
   for s in get tx $(for n in $SUBSCRIBERS; do echo "fanout-$n"; done); do
     [ -s "$WORK/$s.profile" ] || continue
     echo
-    echo "Server profile, $s (perf record -g -p <shopd pid> over the window; self time, top 25 symbols):"
+    echo "Server profile, $s (perf record --call-graph dwarf -F 499 -p <shopd pid> over the measured window):"
     echo
     echo '```'
     cat "$WORK/$s.profile"

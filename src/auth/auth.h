@@ -59,7 +59,8 @@ typedef struct {
 
 /* Builds the auth layer from the config's `auth` object (NULL or absent: returns NULL
  * with no error — auth disabled). On a bad configuration returns NULL and writes one
- * line naming the JSON path ("config: $.auth.jwt.algorithms[1]: …") into errbuf.
+ * line naming the JSON path ("config: $.auth.jwt.algorithms[1]: …") into errbuf
+ * (errbuf is emptied first, so errbuf[0] tells the two NULL cases apart).
  * The loop is used for JWKS URL refreshes (a worker thread fetches). */
 auth_t *auth_new(uv_loop_t *loop, const json_t *config, char *errbuf, size_t errlen);
 void auth_free(auth_t *a); /* NULL is fine */
@@ -77,7 +78,12 @@ void auth_identity_write(const auth_identity_t *id, buf_t *out);
  * files and known keys; later when a JWKS URL had to be fetched for an unknown `kid`
  * (at most once a minute). On failure err is UNAUTHORIZED "Invalid token" or
  * "Token has expired"; on success `id` is filled (the callee owns it after the call;
- * move it out with a struct copy). `now_ms` is the wall clock. */
+ * move it out with a struct copy). `now_ms` is the wall clock.
+ * Callback arguments: status 0 with `id` non-NULL and err->code ERR_NONE, or status -1
+ * with `id` NULL; `err` is never NULL and is valid only during the call. The callback
+ * must not free `a`. auth_close() fails verifications still waiting for a fetch at
+ * once ("Invalid token"); run the loop after auth_close() so a fetch in flight ends
+ * (it is aborted) before auth_free(). */
 typedef void (*auth_verify_cb)(void *udata, int status, auth_identity_t *id, const err_t *err);
 void auth_verify(auth_t *a, const char *token, int64_t now_ms, auth_verify_cb done, void *udata);
 
@@ -100,5 +106,7 @@ void ratelimit_free(ratelimit_t *rl);
  * idle for a whole window are forgotten. */
 uint64_t ratelimit_hit(ratelimit_t *rl, const char *key, uint64_t now_ms);
 uint32_t ratelimit_max(const ratelimit_t *rl);
+/* Number of keys currently tracked (for stats and tests). */
+size_t ratelimit_key_count(const ratelimit_t *rl);
 
 #endif

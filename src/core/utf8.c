@@ -29,15 +29,24 @@ uint32_t utf8_feed(uint32_t state, const uint8_t *p, size_t n) {
             while (n - i >= 8 && utf8_is_ascii8(p + i)) i += 8;
             if (i == n) break;
             uint8_t c = p[i++];
-            if (c < 0x80) continue;
-            else if (c >= 0xC2 && c <= 0xDF) state = ST(1, 0x80, 0xBF);
-            else if (c == 0xE0) state = ST(2, 0xA0, 0xBF);
-            else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) state = ST(2, 0x80, 0xBF);
-            else if (c == 0xED) state = ST(2, 0x80, 0x9F);
-            else if (c == 0xF0) state = ST(3, 0x90, 0xBF);
-            else if (c >= 0xF1 && c <= 0xF3) state = ST(3, 0x80, 0xBF);
-            else if (c == 0xF4) state = ST(3, 0x80, 0x8F);
-            else return UTF8_REJECT;
+            if (c < 0x80)
+                continue;
+            else if (c >= 0xC2 && c <= 0xDF)
+                state = ST(1, 0x80, 0xBF);
+            else if (c == 0xE0)
+                state = ST(2, 0xA0, 0xBF);
+            else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+                state = ST(2, 0x80, 0xBF);
+            else if (c == 0xED)
+                state = ST(2, 0x80, 0x9F);
+            else if (c == 0xF0)
+                state = ST(3, 0x90, 0xBF);
+            else if (c >= 0xF1 && c <= 0xF3)
+                state = ST(3, 0x80, 0xBF);
+            else if (c == 0xF4)
+                state = ST(3, 0x80, 0x8F);
+            else
+                return UTF8_REJECT;
             continue;
         }
         uint8_t c = p[i++];
@@ -49,4 +58,6 @@ uint32_t utf8_feed(uint32_t state, const uint8_t *p, size_t n) {
     return state;
 }
 
-int utf8_is_valid(const uint8_t *p, size_t n) { return utf8_feed(UTF8_ACCEPT, p, n) == UTF8_ACCEPT; }
+int utf8_is_valid(const uint8_t *p, size_t n) {
+    return utf8_feed(UTF8_ACCEPT, p, n) == UTF8_ACCEPT;
+}

@@ -31,21 +31,27 @@ void ws_parser_init(ws_parser_t *p, size_t max_message) {
     buf_init(&p->msg, max_message);
 }
 
-void ws_parser_cleanup(ws_parser_t *p) { buf_cleanup(&p->msg); }
+void ws_parser_cleanup(ws_parser_t *p) {
+    buf_cleanup(&p->msg);
+}
 
 bool ws_parser_busy(const ws_parser_t *p) {
     return p->hdr_len > 0 || p->payload_len > 0 || p->msg_opcode != 0;
 }
 
-static bool ws_is_control(unsigned opcode) { return (opcode & 0x8) != 0; }
+static bool ws_is_control(unsigned opcode) {
+    return (opcode & 0x8) != 0;
+}
 
 /* Header size announced by its first two bytes: 2, plus 2 or 8 length bytes, plus the
  * 4-byte masking key when MASK is set. */
 static size_t ws_header_size(const uint8_t *h) {
     size_t n = 2;
     unsigned len7 = h[1] & 0x7Fu;
-    if (len7 == 126) n += 2;
-    else if (len7 == 127) n += 8;
+    if (len7 == 126)
+        n += 2;
+    else if (len7 == 127)
+        n += 8;
     if (h[1] & 0x80u) n += 4;
     return n;
 }
@@ -132,8 +138,8 @@ static uint16_t ws_close_check(const uint8_t *data, size_t len) {
 
 /* Ends the current message after its final fragment: hands it over and drops the
  * storage, so an idle connection holds no message buffer. */
-static uint16_t ws_message_deliver(ws_parser_t *p, char *data, size_t len,
-                                   const ws_callbacks_t *cb, void *udata) {
+static uint16_t ws_message_deliver(ws_parser_t *p, char *data, size_t len, const ws_callbacks_t *cb,
+                                   void *udata) {
     if (p->utf8_state != UTF8_ACCEPT) return WS_CLOSE_INVALID_DATA; /* ends mid-character */
     p->msg_opcode = 0;
     p->utf8_state = UTF8_ACCEPT;
@@ -144,8 +150,7 @@ static uint16_t ws_message_deliver(ws_parser_t *p, char *data, size_t len,
 
 /* Called when the current frame's payload is complete; `here` is a valid pointer into
  * the input, used as the data of an empty message that never allocated storage. */
-static uint16_t ws_frame_end(ws_parser_t *p, uint8_t *here, const ws_callbacks_t *cb,
-                             void *udata) {
+static uint16_t ws_frame_end(ws_parser_t *p, uint8_t *here, const ws_callbacks_t *cb, void *udata) {
     size_t len = (size_t)p->payload_len;
     p->payload_len = p->payload_done = 0;
     if (ws_is_control(p->opcode)) {
@@ -217,8 +222,8 @@ static uint16_t ws_payload_feed(ws_parser_t *p, uint8_t *data, size_t len, size_
     return ws_frame_end(p, data + *pos, cb, udata);
 }
 
-int ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, const ws_callbacks_t *cb,
-                   void *udata, uint16_t *close_code) {
+int ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, const ws_callbacks_t *cb, void *udata,
+                   uint16_t *close_code) {
     size_t pos = 0;
     uint16_t code = 0;
     while (pos < len) {
@@ -300,8 +305,8 @@ int ws_close_frame_append(buf_t *out, uint16_t code, const char *reason) {
 /* ------------------------------------------------------------- handshake ---- */
 
 static bool ws_is_b64(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 int ws_handshake_accept(const char *client_key, char out[29]) {

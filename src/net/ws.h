@@ -5,7 +5,7 @@
  *   len 126 → 16-bit length follows, 127 → 64-bit length follows (top bit 0)
  *   then a 4-byte masking key when MASK is set, then the payload.
  *
- * The parser is incremental: it keeps a few dozen bytes of state between calls, and
+ * The parser is incremental: it keeps about 200 bytes of state between calls, and
  * a message buffer only while a fragmented or partially received text message is in
  * flight, so an idle connection costs almost nothing (wslay's context costs about
  * 8.8 KiB per connection, which is why shopd frames by itself; docs/internals/ws.md).

@@ -66,8 +66,10 @@ bool rules_placeholder_only(const char *s, size_t n, const char **path, size_t *
  * numbers and booleans as JSON, objects and arrays as their JSON text. */
 static void text_append(buf_t *out, const json_t *v) {
     if (!v || json_is_null(v)) return;
-    if (json_is_string(v)) buf_append(out, json_string_value(v), json_string_length(v));
-    else json_write(out, v);
+    if (json_is_string(v))
+        buf_append(out, json_string_value(v), json_string_length(v));
+    else
+        json_write(out, v);
 }
 
 /* Interpolates every placeholder of s into text. Returns 0, or -1 when the text would
@@ -165,7 +167,8 @@ static char *interp_name(const json_t *tmpl, const json_t *ctx, err_t *err) {
 
 /* JSON equality where 1 and 1.0 are the same number, as in JavaScript. */
 static bool value_eq(const json_t *a, const json_t *b) {
-    if (json_is_integer(a) && json_is_integer(b)) return json_integer_value(a) == json_integer_value(b);
+    if (json_is_integer(a) && json_is_integer(b))
+        return json_integer_value(a) == json_integer_value(b);
     if (json_is_number(a) && json_is_number(b)) return json_number_value(a) == json_number_value(b);
     if (json_typeof(a) != json_typeof(b)) return false;
     switch (json_typeof(a)) {
@@ -188,7 +191,8 @@ static bool value_eq(const json_t *a, const json_t *b) {
         }
         return true;
     }
-    default: return true; /* true, false, null */
+    default:
+        return true; /* true, false, null */
     }
 }
 
@@ -229,26 +233,36 @@ static bool cond_holds(rules_t *r, const rule_cond_t *c, const json_t *ctx) {
     } else {
         buf_t b;
         buf_init(&b, 0);
-        if (interp_text(c->fact, strlen(c->fact), ctx, &b) == 0) v = rules_fact_peek(r, buf_cstr(&b));
+        if (interp_text(c->fact, strlen(c->fact), ctx, &b) == 0)
+            v = rules_fact_peek(r, buf_cstr(&b));
         buf_cleanup(&b);
     }
     /* JSON has no "undefined": a missing value reads as null. */
     const json_t *actual = v ? v : json_null();
     int cmp;
     switch (c->op) {
-    case COND_EQ: return value_eq(actual, c->value);
-    case COND_NEQ: return !value_eq(actual, c->value);
-    case COND_GT: return value_cmp(actual, c->value, &cmp) && cmp > 0;
-    case COND_GTE: return value_cmp(actual, c->value, &cmp) && cmp >= 0;
-    case COND_LT: return value_cmp(actual, c->value, &cmp) && cmp < 0;
-    case COND_LTE: return value_cmp(actual, c->value, &cmp) && cmp <= 0;
+    case COND_EQ:
+        return value_eq(actual, c->value);
+    case COND_NEQ:
+        return !value_eq(actual, c->value);
+    case COND_GT:
+        return value_cmp(actual, c->value, &cmp) && cmp > 0;
+    case COND_GTE:
+        return value_cmp(actual, c->value, &cmp) && cmp >= 0;
+    case COND_LT:
+        return value_cmp(actual, c->value, &cmp) && cmp < 0;
+    case COND_LTE:
+        return value_cmp(actual, c->value, &cmp) && cmp <= 0;
     case COND_IN:
         for (size_t i = 0; i < json_array_size(c->value); i++)
             if (value_eq(actual, json_array_get(c->value, i))) return true;
         return false;
-    case COND_EXISTS: return !json_is_null(actual);
-    case COND_NOT_EXISTS: return json_is_null(actual);
-    case COND_MATCHES: return regex_matches(r, c, actual);
+    case COND_EXISTS:
+        return !json_is_null(actual);
+    case COND_NOT_EXISTS:
+        return json_is_null(actual);
+    case COND_MATCHES:
+        return regex_matches(r, c, actual);
     }
     return false;
 }
@@ -263,7 +277,8 @@ static int action_emit(rules_t *r, const json_t *a, const json_t *ctx, const rul
     json_t *data = tmpl ? interp(tmpl, ctx, err) : json_object();
     int rc = -1;
     if (data) {
-        rc = rules_events_emit(r, topic, data, chain->correlation_id, chain->causation_id, NULL, err);
+        rc = rules_events_emit(r, topic, data, chain->correlation_id, chain->causation_id, NULL,
+                               err);
     }
     json_decref(data);
     free(topic);
@@ -327,9 +342,12 @@ static bool trigger_matches(const rule_t *rule, trigger_kind_t kind, const char 
                             unsigned op) {
     if (!rule->enabled || rule->kind != kind) return false;
     switch (kind) {
-    case TRIGGER_EVENT: return rules_topic_match(rule->pattern, subject);
-    case TRIGGER_FACT: return rules_fact_match(rule->pattern, subject);
-    case TRIGGER_STORE: return (rule->ops & op) && strcmp(rule->pattern, subject) == 0;
+    case TRIGGER_EVENT:
+        return rules_topic_match(rule->pattern, subject);
+    case TRIGGER_FACT:
+        return rules_fact_match(rule->pattern, subject);
+    case TRIGGER_STORE:
+        return (rule->ops & op) && strcmp(rule->pattern, subject) == 0;
     }
     return false;
 }
@@ -390,9 +408,15 @@ void rules_engine_fire(rules_t *r, rule_t **cands, size_t count, const json_t *c
 
 static unsigned change_op(change_kind_t kind, const char **name) {
     switch (kind) {
-    case CHANGE_INSERT: *name = "insert"; return OP_INSERT;
-    case CHANGE_UPDATE: *name = "update"; return OP_UPDATE;
-    case CHANGE_DELETE: *name = "delete"; return OP_DELETE;
+    case CHANGE_INSERT:
+        *name = "insert";
+        return OP_INSERT;
+    case CHANGE_UPDATE:
+        *name = "update";
+        return OP_UPDATE;
+    case CHANGE_DELETE:
+        *name = "delete";
+        return OP_DELETE;
     }
     *name = "?";
     return 0;

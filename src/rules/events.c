@@ -34,7 +34,8 @@ static void events_prune(rules_t *r) {
         db_step(q, &err);
         db_done(q);
     }
-    if (err.code != ERR_NONE) log_error("rules.event_prune_failed", "error=%s", db_last_error(r->db));
+    if (err.code != ERR_NONE)
+        log_error("rules.event_prune_failed", "error=%s", db_last_error(r->db));
     err_clear(&err);
 }
 
@@ -61,8 +62,9 @@ int rules_events_load(rules_t *r, err_t *err) {
     return 0;
 }
 
-static int events_insert(rules_t *r, uint64_t n, const char *id, const char *topic, const buf_t *data,
-                         int64_t ts, const char *corr, const char *cause, err_t *err) {
+static int events_insert(rules_t *r, uint64_t n, const char *id, const char *topic,
+                         const buf_t *data, int64_t ts, const char *corr, const char *cause,
+                         err_t *err) {
     db_stmt_t *q = db_prepare(r->db,
                               "INSERT INTO _shopd_events(seq, id, topic, data, timestamp, "
                               "correlation_id, causation_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -73,10 +75,14 @@ static int events_insert(rules_t *r, uint64_t n, const char *id, const char *top
     db_bind_text(q, 3, topic, strlen(topic));
     db_bind_text(q, 4, data->data, data->len);
     db_bind_int(q, 5, ts);
-    if (corr) db_bind_text(q, 6, corr, strlen(corr));
-    else db_bind_null(q, 6);
-    if (cause) db_bind_text(q, 7, cause, strlen(cause));
-    else db_bind_null(q, 7);
+    if (corr)
+        db_bind_text(q, 6, corr, strlen(corr));
+    else
+        db_bind_null(q, 6);
+    if (cause)
+        db_bind_text(q, 7, cause, strlen(cause));
+    else
+        db_bind_null(q, 7);
     db_step_t rc = db_step(q, err);
     db_done(q);
     return rc == DB_ERROR ? -1 : 0;
@@ -124,10 +130,11 @@ rules_sub_t *rules_subscribe(rules_t *r, void *owner, const char *sub_id, const 
         return NULL;
     }
     if (!rules_name_ok(pattern, '.', true)) {
-        err_set(err, ERR_VALIDATION,
-                "Invalid \"pattern\": expected '.'-separated non-empty segments (at most %d bytes), "
-                "'*' for any one segment",
-                RULES_MAX_KEY);
+        err_set(
+            err, ERR_VALIDATION,
+            "Invalid \"pattern\": expected '.'-separated non-empty segments (at most %d bytes), "
+            "'*' for any one segment",
+            RULES_MAX_KEY);
         return NULL;
     }
     rules_group_t *g = strmap_get(&r->groups, pattern);
@@ -172,7 +179,9 @@ void rules_unsubscribe(rules_t *r, rules_sub_t *sub) {
     sub_remove_now(r, sub);
 }
 
-size_t rules_subscription_count(const rules_t *r) { return r->sub_count; }
+size_t rules_subscription_count(const rules_t *r) {
+    return r->sub_count;
+}
 
 static void deliver_group(rules_t *r, rules_group_t *g, const buf_t *msg) {
     for (size_t i = 0; i < g->count; i++) {
@@ -283,8 +292,10 @@ int rules_events_emit(rules_t *r, const char *topic, const json_t *data, const c
     buf_t text, event;
     buf_init(&text, 0);
     buf_init(&event, 0);
-    if (data) json_write(&text, data);
-    else buf_append_str(&text, "{}");
+    if (data)
+        json_write(&text, data);
+    else
+        buf_append_str(&text, "{}");
     if (text.len > RULES_MAX_EVENT_DATA) {
         err_set(err, ERR_VALIDATION, "Event data too large (at most %d bytes serialised)",
                 RULES_MAX_EVENT_DATA);

@@ -19,11 +19,13 @@
 
 #define PRIORITY_MAX 1e9
 
-static const char *const cond_ops[] = {"eq",     "neq",    "gt",         "gte",    "lt",
-                                       "lte",    "in",     "exists",     "not_exists", "matches"};
+static const char *const cond_ops[] = {"eq",  "neq", "gt",     "gte",        "lt",
+                                       "lte", "in",  "exists", "not_exists", "matches"};
 #define COND_OP_COUNT (sizeof cond_ops / sizeof cond_ops[0])
 
-const char *rules_cond_op_name(cond_op_t op) { return cond_ops[op]; }
+const char *rules_cond_op_name(cond_op_t op) {
+    return cond_ops[op];
+}
 
 static void add_err(json_t *errors, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -40,7 +42,9 @@ static void add_err(json_t *errors, const char *fmt, ...) {
     json_array_append_new(errors, json_stringn(msg, n));
 }
 
-static bool has_placeholder(const char *s) { return strstr(s, "{{") != NULL; }
+static bool has_placeholder(const char *s) {
+    return strstr(s, "{{") != NULL;
+}
 
 static bool is_nonempty_string(const json_t *v) {
     return json_is_string(v) && json_string_length(v) > 0;
@@ -122,12 +126,17 @@ static void check_when(rule_t *rule, json_t *when, json_t *errors) {
     json_t *op;
     json_array_foreach(ops, i, op) {
         const char *s = json_string_value(op);
-        if (s && strcmp(s, "insert") == 0) rule->ops |= OP_INSERT;
-        else if (s && strcmp(s, "update") == 0) rule->ops |= OP_UPDATE;
-        else if (s && strcmp(s, "delete") == 0) rule->ops |= OP_DELETE;
+        if (s && strcmp(s, "insert") == 0)
+            rule->ops |= OP_INSERT;
+        else if (s && strcmp(s, "update") == 0)
+            rule->ops |= OP_UPDATE;
+        else if (s && strcmp(s, "delete") == 0)
+            rule->ops |= OP_DELETE;
         else if (s)
-            add_err(errors, "when.store.ops[%zu]: unknown op \"%.100s\" (expected insert, update or delete)",
-                    i, s);
+            add_err(
+                errors,
+                "when.store.ops[%zu]: unknown op \"%.100s\" (expected insert, update or delete)", i,
+                s);
         else
             add_err(errors, "when.store.ops[%zu]: expected insert, update or delete", i);
     }
@@ -137,8 +146,8 @@ static void check_when(rule_t *rule, json_t *when, json_t *errors) {
 
 static void check_regex(rule_cond_t *c, size_t i, json_t *errors) {
     if (!json_is_string(c->value) || json_string_length(c->value) > RULES_MAX_REGEX) {
-        add_err(errors, "if[%zu].value: expected a regular expression string of at most %d bytes", i,
-                RULES_MAX_REGEX);
+        add_err(errors, "if[%zu].value: expected a regular expression string of at most %d bytes",
+                i, RULES_MAX_REGEX);
         return;
     }
     /* The same dialect as schema patterns: JavaScript-like, unanchored unless the
@@ -179,7 +188,8 @@ static void check_cond(rule_cond_t *c, size_t i, const json_t *cond, json_t *err
         c->fact = json_string_value(fact);
         if (!is_nonempty_string(fact) || json_string_length(fact) > RULES_MAX_KEY ||
             (!has_placeholder(c->fact) && !rules_name_ok(c->fact, ':', false))) {
-            add_err(errors, "%s.fact: expected a fact key (':'-separated non-empty segments)", where);
+            add_err(errors, "%s.fact: expected a fact key (':'-separated non-empty segments)",
+                    where);
             c->fact = NULL;
         }
     }
@@ -202,7 +212,8 @@ static void check_cond(rule_cond_t *c, size_t i, const json_t *cond, json_t *err
     c->value = json_object_get(cond, "value");
     switch (c->op) {
     case COND_EXISTS:
-    case COND_NOT_EXISTS: break;
+    case COND_NOT_EXISTS:
+        break;
     case COND_IN:
         if (!json_is_array(c->value)) add_err(errors, "%s.value: expected an array for in", where);
         break;
@@ -213,7 +224,9 @@ static void check_cond(rule_cond_t *c, size_t i, const json_t *cond, json_t *err
         if (!json_is_number(c->value) && !json_is_string(c->value))
             add_err(errors, "%s.value: expected a number or a string for %s", where, cond_ops[k]);
         break;
-    case COND_MATCHES: check_regex(c, i, errors); break;
+    case COND_MATCHES:
+        check_regex(c, i, errors);
+        break;
     case COND_EQ:
     case COND_NEQ:
         if (!c->value) add_err(errors, "%s.value: required for %s", where, cond_ops[k]);
@@ -261,8 +274,7 @@ static void check_store_action(json_t *errors, const char *where, const json_t *
     const char *op = json_string_value(json_object_get(spec, "op"));
     bool insert = op && strcmp(op, "insert") == 0, update = op && strcmp(op, "update") == 0,
          del = op && strcmp(op, "delete") == 0;
-    if (!insert && !update && !del)
-        add_err(errors, "%s.op: expected insert, update or delete", w);
+    if (!insert && !update && !del) add_err(errors, "%s.op: expected insert, update or delete", w);
     if (!is_nonempty_string(json_object_get(spec, "bucket")))
         add_err(errors, "%s.bucket: expected non-empty string", w);
     json_t *key = json_object_get(spec, "key");
@@ -366,8 +378,10 @@ rule_t *rules_def_compile(const json_t *def, json_t *errors) {
     }
 
     json_t *when = copy_member(norm, def, "when", NULL);
-    if (!when) add_err(errors, "when: required");
-    else check_when(rule, when, errors);
+    if (!when)
+        add_err(errors, "when: required");
+    else
+        check_when(rule, when, errors);
 
     json_t *conds = copy_member(norm, def, "if", json_array());
     if (!json_is_array(conds)) {

@@ -22,14 +22,14 @@
 #include "rules/rules.h"
 
 #define RULES_DEFAULT_EVENT_LOG_MAX 10000
-#define RULES_PRUNE_EVERY 100      /* event-log inserts between retention passes */
-#define RULES_MAX_NAME 256         /* bytes in a rule name */
+#define RULES_PRUNE_EVERY 100 /* event-log inserts between retention passes */
+#define RULES_MAX_NAME 256    /* bytes in a rule name */
 #define RULES_MAX_CONDITIONS 64
 #define RULES_MAX_ACTIONS 64
-#define RULES_MAX_REGEX 1024       /* bytes of a `matches` pattern */
-#define RULES_MATCH_LIMIT 100000   /* backtracking budget of one `matches` */
+#define RULES_MAX_REGEX 1024     /* bytes of a `matches` pattern */
+#define RULES_MATCH_LIMIT 100000 /* backtracking budget of one `matches` */
 #define RULES_DEPTH_LIMIT 5000
-#define RULES_MAX_TEXT 262144      /* bytes of one interpolated string */
+#define RULES_MAX_TEXT 262144 /* bytes of one interpolated string */
 
 typedef enum { TRIGGER_EVENT, TRIGGER_FACT, TRIGGER_STORE } trigger_kind_t;
 
@@ -128,8 +128,8 @@ struct rules {
     size_t enabled_count;
     int64_t next_position;
 
-    int depth;                    /* firings in progress, nested */
-    const rules_chain_t *chain;   /* the chain of the innermost firing, or NULL */
+    int depth;                  /* firings in progress, nested */
+    const rules_chain_t *chain; /* the chain of the innermost firing, or NULL */
     pcre2_match_context *mctx;
     pcre2_match_data *mdata;
     rules_counters_t counters;

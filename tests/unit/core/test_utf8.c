@@ -7,7 +7,9 @@
 
 #define BYTES(...) ((const uint8_t[]){__VA_ARGS__}), sizeof((const uint8_t[]){__VA_ARGS__})
 
-static bool valid(const uint8_t *p, size_t n) { return utf8_is_valid(p, n) != 0; }
+static bool valid(const uint8_t *p, size_t n) {
+    return utf8_is_valid(p, n) != 0;
+}
 
 /* A reference validator written the obvious way: decode each code point and check it
  * against the RFC 3629 rules. Slow, but independent of the state machine. */
@@ -17,11 +19,16 @@ static bool ref_valid(const uint8_t *p, size_t n) {
         uint8_t c = p[i];
         size_t len;
         uint32_t cp, min;
-        if (c < 0x80) len = 1, cp = c, min = 0;
-        else if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-        else return false;
+        if (c < 0x80)
+            len = 1, cp = c, min = 0;
+        else if ((c & 0xE0) == 0xC0)
+            len = 2, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0)
+            len = 3, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0)
+            len = 4, cp = c & 0x07, min = 0x10000;
+        else
+            return false;
         if (n - i < len) return false;
         for (size_t k = 1; k < len; k++) {
             if ((p[i + k] & 0xC0) != 0x80) return false;
@@ -33,7 +40,9 @@ static bool ref_valid(const uint8_t *p, size_t n) {
     return true;
 }
 
-Test(utf8, accepts_empty_input) { cr_assert(valid((const uint8_t *)"", 0)); }
+Test(utf8, accepts_empty_input) {
+    cr_assert(valid((const uint8_t *)"", 0));
+}
 
 Test(utf8, accepts_ascii) {
     const char *s = "{\"id\":1,\"type\":\"store.get\",\"bucket\":\"products\"}";
@@ -41,9 +50,9 @@ Test(utf8, accepts_ascii) {
 }
 
 Test(utf8, accepts_two_byte_characters) {
-    cr_assert(valid(BYTES(0xC2, 0x80)));       /* U+0080 */
-    cr_assert(valid(BYTES(0xC3, 0xA9)));       /* é */
-    cr_assert(valid(BYTES(0xDF, 0xBF)));       /* U+07FF */
+    cr_assert(valid(BYTES(0xC2, 0x80))); /* U+0080 */
+    cr_assert(valid(BYTES(0xC3, 0xA9))); /* é */
+    cr_assert(valid(BYTES(0xDF, 0xBF))); /* U+07FF */
 }
 
 Test(utf8, accepts_three_byte_characters) {
@@ -160,8 +169,7 @@ Test(utf8, matches_reference_for_all_one_to_three_byte_inputs) {
             if (x < 0xE0 || x > 0xF4) continue; /* other leads were settled by two bytes */
             for (unsigned z = 0; z < 256; z++) {
                 b[2] = (uint8_t)z;
-                if (valid(b, 3) != ref_valid(b, 3))
-                    cr_assert_fail("%02x %02x %02x", x, y, z);
+                if (valid(b, 3) != ref_valid(b, 3)) cr_assert_fail("%02x %02x %02x", x, y, z);
             }
         }
     }

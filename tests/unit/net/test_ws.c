@@ -45,10 +45,14 @@ static void client_frame(buf_t *b, unsigned b0, const void *payload, size_t len)
 /* A string literal and its length, without the terminating NUL. */
 #define LIT(s) (s), sizeof(s) - 1
 
-static void client_text(buf_t *b, const char *s) { client_frame(b, FIN | WS_OP_TEXT, s, strlen(s)); }
+static void client_text(buf_t *b, const char *s) {
+    client_frame(b, FIN | WS_OP_TEXT, s, strlen(s));
+}
 
 /* Appends raw header bytes (for frames a well-behaved client cannot produce). */
-static void raw(buf_t *b, const uint8_t *bytes, size_t n) { cr_assert_eq(buf_append(b, bytes, n), 0); }
+static void raw(buf_t *b, const uint8_t *bytes, size_t n) {
+    cr_assert_eq(buf_append(b, bytes, n), 0);
+}
 
 #define RAW(b, ...) raw((b), (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__}))
 
@@ -133,7 +137,9 @@ static void assert_event(size_t i, int opcode, const void *data, size_t len) {
     cr_assert(len == 0 || memcmp(events[i].data, data, len) == 0, "event %zu payload", i);
 }
 
-static void assert_text(size_t i, const char *s) { assert_event(i, WS_OP_TEXT, s, strlen(s)); }
+static void assert_text(size_t i, const char *s) {
+    assert_event(i, WS_OP_TEXT, s, strlen(s));
+}
 
 /* Sends the wire and expects a failure with `want`, having delivered `events_before`. */
 static void assert_refused(size_t chunk, uint16_t want, size_t events_before) {
@@ -213,8 +219,8 @@ Test(ws_parser, delivers_frame_split_at_every_position) {
         memcpy(copy, pristine.data, pristine.len);
         uint16_t code = 0;
         cr_assert_eq(ws_parser_feed(&parser, copy, cut, &callbacks, &parser, &code), 0);
-        cr_assert_eq(ws_parser_feed(&parser, copy + cut, pristine.len - cut, &callbacks, &parser,
-                                    &code), 0);
+        cr_assert_eq(
+            ws_parser_feed(&parser, copy + cut, pristine.len - cut, &callbacks, &parser, &code), 0);
         cr_assert_eq(n_events, 2, "cut at %zu", cut);
         assert_text(0, msg);
         assert_event(1, WS_OP_PING, "hb", 2);
@@ -365,12 +371,18 @@ Test(ws_parser, delivers_control_frame_of_125_bytes) {
 }
 
 Test(ws_parser, continues_with_remaining_bytes_after_close) {
-    client_frame(&wire, FIN | WS_OP_CLOSE, "\x03\xe8" "bye", 5);
+    client_frame(&wire, FIN | WS_OP_CLOSE,
+                 "\x03\xe8"
+                 "bye",
+                 5);
     client_text(&wire, "after");
     uint16_t code = 0;
     cr_assert_eq(feed_wire(0, &code), 0);
     cr_assert_eq(n_events, 2);
-    assert_event(0, WS_OP_CLOSE, "\x03\xe8" "bye", 5);
+    assert_event(0, WS_OP_CLOSE,
+                 "\x03\xe8"
+                 "bye",
+                 5);
     assert_text(1, "after");
 }
 
@@ -391,8 +403,9 @@ Test(ws_parser, reports_busy_while_header_is_partial) {
     cr_assert_not(ws_parser_busy(&parser));
     cr_assert_eq(ws_parser_feed(&parser, (uint8_t *)wire.data, 1, &callbacks, &parser, &code), 0);
     cr_assert(ws_parser_busy(&parser));
-    cr_assert_eq(ws_parser_feed(&parser, (uint8_t *)wire.data + 1, wire.len - 1, &callbacks,
-                                &parser, &code), 0);
+    cr_assert_eq(
+        ws_parser_feed(&parser, (uint8_t *)wire.data + 1, wire.len - 1, &callbacks, &parser, &code),
+        0);
     assert_idle();
 }
 
@@ -404,7 +417,8 @@ Test(ws_parser, buffers_partial_frame_then_releases_storage) {
     cr_assert_eq(n_events, 0);
     cr_assert_not_null(parser.msg.data);
     cr_assert_eq(ws_parser_feed(&parser, (uint8_t *)wire.data + 20, wire.len - 20, &callbacks,
-                                &parser, &code), 0);
+                                &parser, &code),
+                 0);
     assert_text(0, "a text frame that arrives in two reads");
     assert_idle();
 }
@@ -521,15 +535,15 @@ Test(ws_parser, rejects_fragmented_binary_frame) {
 }
 
 Test(ws_parser, rejects_oversized_frame_from_header) {
-    RAW(&wire, FIN | WS_OP_TEXT, 0x80 | 126, (MAX_MESSAGE + 1) >> 8, (MAX_MESSAGE + 1) & 0xFF,
-        1, 2, 3, 4);
+    RAW(&wire, FIN | WS_OP_TEXT, 0x80 | 126, (MAX_MESSAGE + 1) >> 8, (MAX_MESSAGE + 1) & 0xFF, 1, 2,
+        3, 4);
     assert_refused(0, WS_CLOSE_TOO_BIG, 0);
     cr_assert_null(parser.msg.data, "buffered before refusing");
 }
 
 Test(ws_parser, rejects_huge_64_bit_length_from_header) {
-    RAW(&wire, FIN | WS_OP_TEXT, 0x80 | 127, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1,
-        2, 3, 4);
+    RAW(&wire, FIN | WS_OP_TEXT, 0x80 | 127, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2,
+        3, 4);
     assert_refused(1, WS_CLOSE_TOO_BIG, 0);
 }
 
@@ -554,7 +568,7 @@ Test(ws_parser, rejects_fragmented_message_over_max_from_header) {
     client_frame(&wire, WS_OP_CONT, text, 400);
     size_t before = wire.len;
     client_frame(&wire, FIN | WS_OP_CONT, text, 25); /* 1025 in total */
-    wire.len = before + 6; /* only the header of the last fragment */
+    wire.len = before + 6;                           /* only the header of the last fragment */
     assert_refused(0, WS_CLOSE_TOO_BIG, 0);
     free(text);
 }
@@ -654,7 +668,10 @@ Test(ws_parser, rejects_close_codes_not_allowed_on_the_wire) {
 }
 
 Test(ws_parser, rejects_close_reason_that_is_not_utf8) {
-    client_frame(&wire, FIN | WS_OP_CLOSE, "\x03\xe8" "bad \xFF", 7);
+    client_frame(&wire, FIN | WS_OP_CLOSE,
+                 "\x03\xe8"
+                 "bad \xFF",
+                 7);
     assert_refused(0, WS_CLOSE_INVALID_DATA, 0);
 }
 
@@ -672,8 +689,8 @@ static void assert_bytes(const void *got, size_t got_len, const uint8_t *want, s
         cr_assert_eq(g[i], want[i], "byte %zu is %02x, want %02x", i, g[i], want[i]);
 }
 
-#define ASSERT_BYTES(got, len, ...)                                                        \
-    assert_bytes((got), (len), (const uint8_t[]){__VA_ARGS__},                             \
+#define ASSERT_BYTES(got, len, ...)                                                                \
+    assert_bytes((got), (len), (const uint8_t[]){__VA_ARGS__},                                     \
                  sizeof((const uint8_t[]){__VA_ARGS__}))
 
 Test(ws_writer, writes_7_bit_length_header) {
@@ -692,8 +709,8 @@ Test(ws_writer, writes_16_bit_length_header) {
 Test(ws_writer, writes_64_bit_length_header) {
     uint8_t h[10];
     ASSERT_BYTES(h, ws_frame_header(h, WS_OP_TEXT, 65536), 0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0);
-    ASSERT_BYTES(h, ws_frame_header(h, WS_OP_TEXT, 0x0102030405060708u), 0x81, 127, 1, 2, 3, 4,
-                 5, 6, 7, 8);
+    ASSERT_BYTES(h, ws_frame_header(h, WS_OP_TEXT, 0x0102030405060708u), 0x81, 127, 1, 2, 3, 4, 5,
+                 6, 7, 8);
 }
 
 Test(ws_writer, appends_unmasked_text_frame) {
@@ -777,7 +794,8 @@ Test(ws_writer, writes_frames_the_parser_reads_back) {
     /* The close frame a server writes is one the parser accepts once masked. */
     buf_t out;
     buf_init(&out, 0);
-    cr_assert_eq(ws_close_frame_append(&out, WS_CLOSE_GOING_AWAY, "server restart \xE2\x9C\x93"), 0);
+    cr_assert_eq(ws_close_frame_append(&out, WS_CLOSE_GOING_AWAY, "server restart \xE2\x9C\x93"),
+                 0);
     uint8_t *p = (uint8_t *)out.data;
     size_t payload_len = p[1];
     client_frame(&wire, p[0], p + 2, payload_len);
