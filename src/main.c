@@ -18,7 +18,10 @@
 #include "net/server.h"
 #include "net/static_files.h"
 #include "realtime/realtime.h"
+#include "realtime/rules_api.h"
+#include "realtime/server_api.h"
 #include "realtime/store_api.h"
+#include "rules/rules.h"
 #include "store/store.h"
 #include "store/subs.h"
 
@@ -29,6 +32,7 @@ typedef struct {
     realtime_t *rt;
     store_t *store;
     subs_t *subs;
+    rules_t *rules;
     uv_signal_t sigterm, sigint;
     uv_prepare_t log_flush;
     uv_prepare_t subs_flush;
@@ -166,6 +170,31 @@ static int serve(config_t *cfg) {
     store_api_register(app.rt, app.store, app.subs);
     realtime_after_request(app.rt, flush_subscriptions, app.subs);
 
+    rules_config_t rules_cfg = {0};
+    app.rules = rules_new(app.store, &rules_cfg, rules_api_deliver, &e);
+    if (!app.rules) {
+        snprintf(err, sizeof err, "%s", e.msg);
+        err_clear(&e);
+        goto fail;
+    }
+    json_t *rules_doc = json_object_get(cfg->doc, "rules");
+    if (rules_doc && !json_is_array(rules_doc)) {
+        snprintf(err, sizeof err, "config: $.rules must be an array of rules");
+        goto fail;
+    }
+    if (rules_doc && rules_load_config(app.rules, rules_doc, &e) < 0) {
+        err_prefix(&e, "config: $.");
+        snprintf(err, sizeof err, "%s", e.msg);
+        err_clear(&e);
+        goto fail;
+    }
+    rules_api_register(app.rt, app.rules);
+    server_api_config_t server_cfg = {
+        .name = cfg->name, .auth_enabled = false, .rate_limit_enabled = false,
+        .store = app.store, .rules = app.rules,
+    };
+    server_api_register(app.rt, &server_cfg);
+
     ops_register(router, &app.server);
     files = static_files_new(cfg->public_dir);
     if (files) router_add(router, "GET", "/*", static_files_handler, files);
@@ -208,7 +237,9 @@ out:
     server_free(app.server);
     realtime_free(app.rt);
     store_api_cleanup();
+    rules_api_cleanup();
     subs_free(app.subs);
+    rules_free(app.rules);
     store_close(app.store);
     static_files_free(files);
     router_free(router);

@@ -32,7 +32,9 @@ struct realtime {
     size_t session_count;
     uv_timer_t heartbeat;
     bool heartbeat_on;
-    buf_t scratch; /* frame being serialised */
+    buf_t scratch;   /* frame being serialised */
+    rt_session_t *current; /* whose request is being handled */
+    buf_t deferred;  /* its pushes, sent after the answer: [size_t len][frame]… */
     void (*after_fn)(void *);
     void *after_udata;
 };
@@ -80,12 +82,38 @@ static void session_send(rt_session_t *s, const char *frame, size_t len) {
     if (s->conn) conn_ws_send_text(s->conn, frame, len);
 }
 
+/* Sends a push frame unless backpressure says drop. A push for the session whose
+ * request is being handled waits until that request has been answered, so a client
+ * always sees the result of its own request before the pushes it caused. */
+static int push_frame(rt_session_t *s, const char *frame, size_t len) {
+    realtime_t *rt = s->rt;
+    double limit = (double)rt->cfg.max_buffered_bytes * rt->cfg.high_water_mark;
+    if ((double)(conn_queued_bytes(s->conn) + rt->deferred.len) >= limit) return 1;
+    if (s == rt->current) {
+        buf_append(&rt->deferred, &len, sizeof len);
+        buf_append(&rt->deferred, frame, len);
+        return 0;
+    }
+    return conn_ws_send_text(s->conn, frame, len) < 0 ? -1 : 0;
+}
+
+/* Sends the pushes held back while the current request was handled. */
+static void send_deferred(realtime_t *rt, rt_session_t *s) {
+    size_t off = 0;
+    while (off + sizeof(size_t) <= rt->deferred.len) {
+        size_t len;
+        memcpy(&len, rt->deferred.data + off, sizeof len);
+        off += sizeof len;
+        if (s->conn) conn_ws_send_text(s->conn, rt->deferred.data + off, len);
+        off += len;
+    }
+    buf_reset(&rt->deferred);
+}
+
 int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscription_id,
                         const char *data, size_t len) {
     if (!s->conn) return -1;
     realtime_t *rt = s->rt;
-    double limit = (double)rt->cfg.max_buffered_bytes * rt->cfg.high_water_mark;
-    if ((double)conn_queued_bytes(s->conn) >= limit) return 1;
     buf_reset(&rt->scratch);
     buf_append_str(&rt->scratch, "{\"type\":\"push\",\"channel\":");
     json_write_string(&rt->scratch, channel, strlen(channel));
@@ -94,18 +122,16 @@ int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscr
     buf_append_str(&rt->scratch, ",\"data\":");
     buf_append(&rt->scratch, data, len);
     buf_append_char(&rt->scratch, '}');
-    return conn_ws_send_text(s->conn, rt->scratch.data, rt->scratch.len) < 0 ? -1 : 0;
+    return push_frame(s, rt->scratch.data, rt->scratch.len);
 }
 
 int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
                     const json_t *data) {
     if (!s->conn) return -1;
     realtime_t *rt = s->rt;
-    double limit = (double)rt->cfg.max_buffered_bytes * rt->cfg.high_water_mark;
-    if ((double)conn_queued_bytes(s->conn) >= limit) return 1;
     buf_reset(&rt->scratch);
     rt_write_push(&rt->scratch, channel, subscription_id, data);
-    return conn_ws_send_text(s->conn, rt->scratch.data, rt->scratch.len) < 0 ? -1 : 0;
+    return push_frame(s, rt->scratch.data, rt->scratch.len);
 }
 
 static void session_free(rt_session_t *s) {
@@ -314,7 +340,10 @@ static void rt_on_text(conn_t *conn, char *data, size_t len, void *udata) {
         err_clear(&err);
         return;
     }
+    rt->current = s;
     route->fn(call, route->udata);
+    rt->current = NULL;
+    if (rt->deferred.len) send_deferred(rt, s);
     if (rt->after_fn) rt->after_fn(rt->after_udata);
 }
 
@@ -359,6 +388,7 @@ realtime_t *realtime_new(uv_loop_t *loop, const realtime_config_t *cfg) {
     rt->cfg = *cfg;
     strmap_init(&rt->routes);
     buf_init(&rt->scratch, 0);
+    buf_init(&rt->deferred, 0);
     uv_timer_init(loop, &rt->heartbeat);
     rt->heartbeat.data = rt;
     if (cfg->heartbeat_interval_ms > 0) {
@@ -395,5 +425,6 @@ void realtime_free(realtime_t *rt) {
     while (strmap_next(&rt->routes, &it, NULL, &v)) free(v);
     strmap_cleanup(&rt->routes);
     buf_cleanup(&rt->scratch);
+    buf_cleanup(&rt->deferred);
     free(rt);
 }

@@ -135,6 +135,7 @@ rules_t *rules_new(store_t *st, const rules_config_t *cfg, rules_deliver_fn deli
 
 void rules_free(rules_t *r) {
     if (!r) return;
+    store_unlisten(r->store, rules_engine_on_changes, r);
     rules_facts_cleanup(r);
     rules_events_cleanup(r);
     size_t it = 0;

@@ -190,6 +190,17 @@ void store_listen(store_t *st, store_listener_fn fn, void *udata) {
     *tail = l;
 }
 
+void store_unlisten(store_t *st, store_listener_fn fn, void *udata) {
+    for (listener_t **p = &st->listeners; *p; p = &(*p)->next) {
+        if ((*p)->fn == fn && (*p)->udata == udata) {
+            listener_t *l = *p;
+            *p = l->next;
+            free(l);
+            return;
+        }
+    }
+}
+
 /* ---- write transactions ---- */
 
 static int tx_begin(store_t *st, err_t *err) {

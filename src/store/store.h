@@ -76,6 +76,8 @@ db_t *store_db(store_t *st);
 /* Adds a listener for committed change sets (subscriptions, rules). A listener may
  * write to the store; that write's change set is offered to the listeners in turn. */
 void store_listen(store_t *st, store_listener_fn fn, void *udata);
+/* Removes a listener added with the same fn and udata (nothing when absent). */
+void store_unlisten(store_t *st, store_listener_fn fn, void *udata);
 
 /* ---- definitions ---- */
 

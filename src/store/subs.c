@@ -219,6 +219,7 @@ subs_t *subs_new(store_t *st, subs_deliver_fn deliver) {
 
 void subs_free(subs_t *s) {
     if (!s) return;
+    store_unlisten(s->store, on_changes, s);
     size_t it = 0;
     void *v;
     while (strmap_next(&s->groups, &it, NULL, &v)) {

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
+
 static pthread_t tu_main_thread;
 
 /* ---- base64url and tokens ---- */
@@ -240,6 +242,8 @@ void tu_result_cleanup(tu_result_t *r) { auth_identity_cleanup(&r->id); }
 
 auth_t *tu_auth(uv_loop_t *loop, const char *json_text) {
     tu_main_thread = pthread_self();
+    /* Start-up warnings (static tokens, plain-http JWKS) are expected here. */
+    if (!log_enabled(LOG_DEBUG)) log_setup(LOG_TEXT, LOG_ERROR);
     json_error_t jerr;
     json_t *cfg = json_loads(json_text, 0, &jerr);
     cr_assert_not_null(cfg, "bad test JSON: %s: %s", jerr.text, json_text);

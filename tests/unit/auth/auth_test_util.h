@@ -41,7 +41,7 @@ typedef struct {
     int status;
     auth_identity_t id;
     err_code_t code;
-    char msg[128];
+    char msg[ERR_MSG_MAX];
     int on_main_thread;
 } tu_result_t;
 
