@@ -84,8 +84,8 @@ void auth_strv_free(char **v, size_t n) {
     free(v);
 }
 
-int auth_cfg_string_array(const json_t *v, const char *path, size_t max, char ***out,
-                          size_t *count, char *errbuf, size_t errlen) {
+int auth_cfg_string_array(const json_t *v, const char *path, size_t max, char ***out, size_t *count,
+                          char *errbuf, size_t errlen) {
     if (!json_is_array(v) || json_array_size(v) == 0)
         return auth_cfg_fail(errbuf, errlen, path, "must be a non-empty array of strings");
     size_t n = json_array_size(v);
@@ -140,8 +140,10 @@ void auth_identity_write(const auth_identity_t *id, buf_t *out) {
         json_write_string(out, id->roles[i], strlen(id->roles[i]));
     }
     buf_append_str(out, "],\"expiresAt\":");
-    if (id->expires_at > 0) buf_printf(out, "%lld", (long long)id->expires_at);
-    else buf_append_str(out, "null");
+    if (id->expires_at > 0)
+        buf_printf(out, "%lld", (long long)id->expires_at);
+    else
+        buf_append_str(out, "null");
     buf_append_char(out, '}');
 }
 
@@ -200,9 +202,10 @@ static int static_token_parse(const char *token, const json_t *v, const char *pa
     if (roles) {
         snprintf(p, sizeof p, "%s.roles", path);
         /* An empty roles array is allowed here: a user without roles. */
-        if (json_is_array(roles) && json_array_size(roles) == 0) roles = NULL;
-        else if (auth_cfg_string_array(roles, p, AUTH_MAX_ROLES, &t->roles, &t->role_count,
-                                       errbuf, errlen) < 0)
+        if (json_is_array(roles) && json_array_size(roles) == 0)
+            roles = NULL;
+        else if (auth_cfg_string_array(roles, p, AUTH_MAX_ROLES, &t->roles, &t->role_count, errbuf,
+                                       errlen) < 0)
             goto fail;
     }
     const json_t *exp = json_object_get(v, "expiresAt");
@@ -305,9 +308,13 @@ void auth_free(auth_t *a) {
     free(a);
 }
 
-bool auth_required(const auth_t *a) { return a && a->required; }
+bool auth_required(const auth_t *a) {
+    return a && a->required;
+}
 
-bool auth_has_policy(const auth_t *a) { return a && a->policy; }
+bool auth_has_policy(const auth_t *a) {
+    return a && a->policy;
+}
 
 void auth_verify(auth_t *a, const char *token, int64_t now_ms, auth_verify_cb done, void *udata) {
     if (!a || !token) {

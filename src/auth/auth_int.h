@@ -43,8 +43,8 @@ int auth_cfg_known_fields(const json_t *obj, const char *path, const char *const
                           char *errbuf, size_t errlen);
 /* Validates an array of non-empty strings (at most max entries, at least one) and
  * returns an owned copy in *out / *count. */
-int auth_cfg_string_array(const json_t *v, const char *path, size_t max, char ***out,
-                          size_t *count, char *errbuf, size_t errlen);
+int auth_cfg_string_array(const json_t *v, const char *path, size_t max, char ***out, size_t *count,
+                          char *errbuf, size_t errlen);
 void auth_strv_free(char **v, size_t n);
 
 /* ---- identities ---- */

@@ -52,17 +52,18 @@ enum { ALG_HS256 = 1, ALG_ES256 = 2, ALG_RS256 = 4, ALG_EDDSA = 8 };
 static const struct {
     const char *name;
     unsigned bit;
-} jwt_algs[] = {{"HS256", ALG_HS256}, {"ES256", ALG_ES256}, {"RS256", ALG_RS256}, {"EdDSA", ALG_EDDSA}};
+} jwt_algs[] = {
+    {"HS256", ALG_HS256}, {"ES256", ALG_ES256}, {"RS256", ALG_RS256}, {"EdDSA", ALG_EDDSA}};
 
 typedef enum { KEY_OCT, KEY_RSA, KEY_EC_P256, KEY_ED25519 } jwt_key_type_t;
 
 typedef struct {
-    char *kid;          /* NULL when the key has none */
+    char *kid; /* NULL when the key has none */
     jwt_key_type_t type;
-    unsigned alg;       /* the JWK's own `alg` as an ALG_ bit, 0 when it names none */
+    unsigned alg; /* the JWK's own `alg` as an ALG_ bit, 0 when it names none */
     size_t bits;
-    cjose_jwk_t *jwk;   /* oct, RSA, EC */
-    EVP_PKEY *ed25519;  /* OKP */
+    cjose_jwk_t *jwk;  /* oct, RSA, EC */
+    EVP_PKEY *ed25519; /* OKP */
 } jwt_key_t;
 
 typedef struct {
@@ -176,20 +177,29 @@ static void keyset_free(jwt_keyset_t *ks) {
 static bool key_fits(const jwt_key_t *k, unsigned alg) {
     if (k->alg && k->alg != alg) return false;
     switch (alg) {
-    case ALG_HS256: return k->type == KEY_OCT && k->bits >= 8 * JWT_MIN_SECRET;
-    case ALG_ES256: return k->type == KEY_EC_P256;
-    case ALG_RS256: return k->type == KEY_RSA && k->bits >= JWT_MIN_RSA_BITS;
-    case ALG_EDDSA: return k->type == KEY_ED25519;
-    default: return false;
+    case ALG_HS256:
+        return k->type == KEY_OCT && k->bits >= 8 * JWT_MIN_SECRET;
+    case ALG_ES256:
+        return k->type == KEY_EC_P256;
+    case ALG_RS256:
+        return k->type == KEY_RSA && k->bits >= JWT_MIN_RSA_BITS;
+    case ALG_EDDSA:
+        return k->type == KEY_ED25519;
+    default:
+        return false;
     }
 }
 
 static unsigned key_type_alg(jwt_key_type_t t) {
     switch (t) {
-    case KEY_OCT: return ALG_HS256;
-    case KEY_RSA: return ALG_RS256;
-    case KEY_EC_P256: return ALG_ES256;
-    case KEY_ED25519: return ALG_EDDSA;
+    case KEY_OCT:
+        return ALG_HS256;
+    case KEY_RSA:
+        return ALG_RS256;
+    case KEY_EC_P256:
+        return ALG_ES256;
+    case KEY_ED25519:
+        return ALG_EDDSA;
     }
     return 0;
 }
@@ -340,9 +350,12 @@ static jwt_keyset_t *keyset_load_file(const char *path, char *why, size_t whylen
     bool failed = ferror(f);
     fclose(f);
     jwt_keyset_t *ks = NULL;
-    if (failed) snprintf(why, whylen, "cannot read \"%s\"", path);
-    else if (n > JWKS_MAX_BYTES) snprintf(why, whylen, "\"%s\" is larger than 1 MiB", path);
-    else ks = keyset_parse(text, n, false, why, whylen);
+    if (failed)
+        snprintf(why, whylen, "cannot read \"%s\"", path);
+    else if (n > JWKS_MAX_BYTES)
+        snprintf(why, whylen, "\"%s\" is larger than 1 MiB", path);
+    else
+        ks = keyset_parse(text, n, false, why, whylen);
     free(text);
     return ks;
 }
@@ -385,9 +398,9 @@ static bool keyset_has_type(const jwt_keyset_t *ks, jwt_key_type_t t) {
 
 auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, char *errbuf,
                          size_t errlen) {
-    static const char *const known[] = {"issuer",   "audience", "algorithms", "secret",
-                                        "jwksFile", "jwksUrl",  "rolesClaim", "clockSkewSec",
-                                        NULL};
+    static const char *const known[] = {"issuer",     "audience",     "algorithms",
+                                        "secret",     "jwksFile",     "jwksUrl",
+                                        "rolesClaim", "clockSkewSec", NULL};
     char p[512];
     if (!json_is_object(cfg)) {
         auth_cfg_fail(errbuf, errlen, path, "must be an object");
@@ -624,55 +637,65 @@ static bool audience_ok(const auth_jwt_t *j, const json_t *aud) {
     return false;
 }
 
+static jwt_check_t refuse(const char **reason, const char *why) {
+    *reason = why;
+    return CHECK_INVALID;
+}
+
 static jwt_check_t check_claims(const auth_jwt_t *j, const json_t *claims, int64_t now_ms,
                                 auth_identity_t *id, const char **reason) {
     if (j->issuer) {
         const char *iss = json_string_value(json_object_get(claims, "iss"));
-        if (!iss || strcmp(iss, j->issuer) != 0) return *reason = "issuer", CHECK_INVALID;
+        if (!iss || strcmp(iss, j->issuer) != 0) return refuse(reason, "issuer");
     }
     if (j->audience_count && !audience_ok(j, json_object_get(claims, "aud")))
-        return *reason = "audience", CHECK_INVALID;
+        return refuse(reason, "audience");
     const char *sub = json_string_value(json_object_get(claims, "sub"));
-    if (!sub || !*sub) return *reason = "no_subject", CHECK_INVALID;
+    if (!sub || !*sub) return refuse(reason, "no_subject");
 
     bool has_exp, has_nbf, has_iat;
     int64_t exp = 0, nbf = 0, iat = 0;
     if (claim_time(claims, "exp", &has_exp, &exp) < 0 ||
         claim_time(claims, "nbf", &has_nbf, &nbf) < 0 ||
         claim_time(claims, "iat", &has_iat, &iat) < 0)
-        return *reason = "bad_time_claim", CHECK_INVALID;
-    if (has_nbf && nbf > now_ms + j->skew_ms) return *reason = "not_yet_valid", CHECK_INVALID;
-    if (has_iat && iat > now_ms + j->skew_ms) return *reason = "issued_in_future", CHECK_INVALID;
+        return refuse(reason, "bad_time_claim");
+    if (has_nbf && nbf > now_ms + j->skew_ms) return refuse(reason, "not_yet_valid");
+    if (has_iat && iat > now_ms + j->skew_ms) return refuse(reason, "issued_in_future");
 
     char **roles = NULL;
     size_t role_count = 0;
     if (claim_roles(claim_lookup(claims, j->roles_claim), &roles, &role_count) < 0)
-        return *reason = "bad_roles_claim", CHECK_INVALID;
+        return refuse(reason, "bad_roles_claim");
     /* Expiry last: "Token has expired" is only said of a token that is otherwise good. */
     if (has_exp && now_ms >= exp + j->skew_ms) {
         auth_strv_free(roles, role_count);
-        return *reason = "expired", CHECK_EXPIRED;
+        *reason = "expired";
+        return CHECK_EXPIRED;
     }
     id->user_id = xstrdup(sub);
     id->roles = roles;
     id->role_count = role_count;
+    /* 0 means "never" in auth_identity_t, so a real exp never maps to it. */
     id->expires_at = has_exp ? (exp > 0 ? exp : 1) : 0;
     return CHECK_OK;
 }
 
-static bool verify_with(const jwt_key_t *k, unsigned alg, const char *token, size_t signed_len,
-                        const unsigned char *sig, size_t sig_len, cjose_jws_t **jws,
-                        const char *compact, size_t compact_len) {
+/* Checks the signature with one key. `signed_len` is the length of "header.claims";
+ * *jws caches cjose's parse of the token across keys (the caller releases it). */
+static bool verify_with(const jwt_key_t *k, unsigned alg, const char *token, size_t len,
+                        size_t signed_len, const unsigned char *sig, size_t sig_len,
+                        cjose_jws_t **jws) {
     if (alg == ALG_EDDSA) {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->ed25519) == 1 &&
-                  EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)token, signed_len) == 1;
+        bool ok =
+            ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->ed25519) == 1 &&
+            EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)token, signed_len) == 1;
         EVP_MD_CTX_free(ctx);
         return ok;
     }
     if (alg == ALG_RS256 && sig_len != (k->bits + 7) / 8) return false;
     cjose_err cerr;
-    if (!*jws) *jws = cjose_jws_import(compact, compact_len, &cerr);
+    if (!*jws) *jws = cjose_jws_import(token, len, &cerr);
     return *jws && cjose_jws_verify(*jws, k->jwk, &cerr);
 }
 
@@ -704,12 +727,12 @@ static jwt_check_t jwt_check(const auth_jwt_t *j, const char *token, size_t len,
                              auth_identity_t *id, const char **reason) {
     const char *d1 = memchr(token, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
-    if (!d1 || !d2) return *reason = "not_three_parts", CHECK_INVALID;
+    if (!d1 || !d2) return refuse(reason, "not_three_parts");
     if (memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)))
-        return *reason = "not_three_parts", CHECK_INVALID;
+        return refuse(reason, "not_three_parts");
     size_t hlen = (size_t)(d1 - token), plen = (size_t)(d2 - d1 - 1);
     size_t slen = len - (size_t)(d2 + 1 - token);
-    if (!hlen || !plen || !slen) return *reason = "empty_part", CHECK_INVALID;
+    if (!hlen || !plen || !slen) return refuse(reason, "empty_part");
 
     jwt_check_t rc = CHECK_INVALID;
     unsigned char *hraw = NULL, *praw = NULL, *sig = NULL;
@@ -763,7 +786,7 @@ static jwt_check_t jwt_check(const auth_jwt_t *j, const char *token, size_t len,
     }
     bool verified = false;
     for (int i = 0; i < n && !verified; i++)
-        verified = verify_with(keys[i], alg, token, (size_t)(d2 - token), sig, sn, &jws, token, len);
+        verified = verify_with(keys[i], alg, token, len, (size_t)(d2 - token), sig, sn, &jws);
     if (!verified) {
         *reason = "bad_signature";
         goto out;
@@ -784,9 +807,15 @@ static void jwt_complete(const auth_jwt_t *j, const char *token, size_t len, int
     auth_identity_t id = {0};
     const char *reason = "invalid";
     switch (jwt_check(j, token, len, now_ms, &id, &reason)) {
-    case CHECK_OK: auth_finish(done, udata, AUTH_OK, &id, NULL); break;
-    case CHECK_EXPIRED: auth_finish(done, udata, AUTH_EXPIRED, NULL, reason); break;
-    default: auth_finish(done, udata, AUTH_INVALID, NULL, reason); break;
+    case CHECK_OK:
+        auth_finish(done, udata, AUTH_OK, &id, NULL);
+        break;
+    case CHECK_EXPIRED:
+        auth_finish(done, udata, AUTH_EXPIRED, NULL, reason);
+        break;
+    default:
+        auth_finish(done, udata, AUTH_INVALID, NULL, reason);
+        break;
     }
 }
 
@@ -970,8 +999,10 @@ void auth_jwt_verify(auth_jwt_t *j, const char *token, size_t len, int64_t now_m
     p->queued_mono_ms = clock_mono_ms();
     p->done = done;
     p->udata = udata;
-    if (j->pending_tail) j->pending_tail->next = p;
-    else j->pending_head = p;
+    if (j->pending_tail)
+        j->pending_tail->next = p;
+    else
+        j->pending_head = p;
     j->pending_tail = p;
     j->pending_count++;
 }

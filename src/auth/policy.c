@@ -27,9 +27,9 @@
 #define POLICY_MAX_LIST 256
 
 typedef struct {
-    char *path;          /* dotted path into the request */
-    json_t *value;       /* owned; NULL when session_user */
-    bool session_user;   /* "$session.userId" */
+    char *path;        /* dotted path into the request */
+    json_t *value;     /* owned; NULL when session_user */
+    bool session_user; /* "$session.userId" */
 } policy_match_t;
 
 typedef struct {
@@ -38,7 +38,7 @@ typedef struct {
     size_t allow_count;
     char **buckets; /* NULL: no bucket restriction */
     size_t bucket_count;
-    char **topics;  /* NULL: no topic restriction */
+    char **topics; /* NULL: no topic restriction */
     size_t topic_count;
     policy_match_t *match;
     size_t match_count;
@@ -54,8 +54,8 @@ struct auth_policy {
 /* ---- patterns ---- */
 
 static bool is_name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
 }
 
 /* "*", or dot-separated name segments (at least two) whose last may be "*". */
@@ -179,7 +179,8 @@ static int rule_parse_match(policy_rule_t *r, const json_t *m, const char *path,
         char p[512];
         auth_cfg_path_key(p, sizeof p, path, key);
         if (!path_valid(key))
-            return auth_cfg_fail(errbuf, errlen, p, "must be a dotted request path like \"data.userId\"");
+            return auth_cfg_fail(errbuf, errlen, p,
+                                 "must be a dotted request path like \"data.userId\"");
         policy_match_t *e = &r->match[r->match_count++];
         e->path = xstrdup(key);
         const char *s = json_string_value(v);
@@ -197,8 +198,8 @@ static int rule_parse_match(policy_rule_t *r, const json_t *m, const char *path,
 
 static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char *errbuf,
                       size_t errlen) {
-    static const char *const known[] = {"role", "allow", "buckets", "topics", "match", "owner",
-                                        NULL};
+    static const char *const known[] = {"role",  "allow", "buckets", "topics",
+                                        "match", "owner", NULL};
     char p[512];
     if (!json_is_object(v)) return auth_cfg_fail(errbuf, errlen, path, "must be an object");
     if (auth_cfg_known_fields(v, path, known, errbuf, errlen) < 0) return -1;
@@ -216,9 +217,9 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
         r->allow[0] = xstrdup(json_string_value(allow));
         r->allow_count = 1;
         if (!op_pattern_valid(r->allow[0]))
-            return auth_cfg_fail(errbuf, errlen, p,
-                                 "invalid operation pattern \"%s\" (use \"*\", \"ns.*\" or \"ns.op\")",
-                                 r->allow[0]);
+            return auth_cfg_fail(
+                errbuf, errlen, p,
+                "invalid operation pattern \"%s\" (use \"*\", \"ns.*\" or \"ns.op\")", r->allow[0]);
     } else if (json_is_array(allow)) {
         if (auth_cfg_string_array(allow, p, POLICY_MAX_LIST, &r->allow, &r->allow_count, errbuf,
                                   errlen) < 0)
@@ -228,7 +229,8 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
                 snprintf(p, sizeof p, "%s.allow[%zu]", path, i);
                 return auth_cfg_fail(
                     errbuf, errlen, p,
-                    "invalid operation pattern \"%s\" (use \"*\", \"ns.*\" or \"ns.op\")", r->allow[i]);
+                    "invalid operation pattern \"%s\" (use \"*\", \"ns.*\" or \"ns.op\")",
+                    r->allow[i]);
             }
     } else {
         return auth_cfg_fail(errbuf, errlen, p, "must be an operation pattern or an array of them");
@@ -250,9 +252,9 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
         for (size_t i = 0; i < r->topic_count; i++)
             if (!topic_pattern_valid(r->topics[i])) {
                 snprintf(p, sizeof p, "%s.topics[%zu]", path, i);
-                return auth_cfg_fail(errbuf, errlen, p,
-                                     "invalid topic pattern \"%s\" ('*' stands for a whole segment)",
-                                     r->topics[i]);
+                return auth_cfg_fail(
+                    errbuf, errlen, p,
+                    "invalid topic pattern \"%s\" ('*' stands for a whole segment)", r->topics[i]);
             }
     }
     const json_t *match = json_object_get(v, "match");
@@ -325,7 +327,8 @@ static bool rule_resource_ok(const policy_rule_t *r, const char *op, const char 
     if (!r->buckets && !r->topics) return true;
     if (has_prefix(op, "store.")) {
         for (size_t i = 0; i < r->bucket_count; i++)
-            if (strcmp(r->buckets[i], "*") == 0 || strcmp(r->buckets[i], resource) == 0) return true;
+            if (strcmp(r->buckets[i], "*") == 0 || strcmp(r->buckets[i], resource) == 0)
+                return true;
         return false;
     }
     if (has_prefix(op, "rules.")) {
@@ -343,7 +346,8 @@ static bool rule_match_ok(const policy_rule_t *r, const auth_identity_t *who,
         const json_t *v = request ? request_at(request, m->path) : NULL;
         if (!v) return false;
         if (m->session_user) {
-            if (!json_is_string(v) || !who->user_id || strcmp(json_string_value(v), who->user_id) != 0)
+            if (!json_is_string(v) || !who->user_id ||
+                strcmp(json_string_value(v), who->user_id) != 0)
                 return false;
         } else if (!json_equal((json_t *)v, m->value)) {
             return false;
@@ -360,8 +364,10 @@ bool auth_policy_permit(const auth_policy_t *p, const auth_identity_t *who, cons
         const policy_rule_t *r = &p->rules[i];
         if (!auth_identity_has_role(who, r->role)) continue;
         bool op_ok = false;
-        for (size_t k = 0; k < r->allow_count && !op_ok; k++) op_ok = op_pattern_match(r->allow[k], op);
-        if (!op_ok || !rule_resource_ok(r, op, resource) || !rule_match_ok(r, who, request)) continue;
+        for (size_t k = 0; k < r->allow_count && !op_ok; k++)
+            op_ok = op_pattern_match(r->allow[k], op);
+        if (!op_ok || !rule_resource_ok(r, op, resource) || !rule_match_ok(r, who, request))
+            continue;
         if (owner_field_out) *owner_field_out = r->owner;
         return true;
     }

@@ -94,18 +94,24 @@ ratelimit_t *ratelimit_new(const json_t *config, char *errbuf, size_t errlen) {
 }
 
 static void lru_unlink(ratelimit_t *rl, rl_entry_t *e) {
-    if (e->prev) e->prev->next = e->next;
-    else rl->lru_head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else rl->lru_tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        rl->lru_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        rl->lru_tail = e->prev;
     e->prev = e->next = NULL;
 }
 
 static void lru_append(ratelimit_t *rl, rl_entry_t *e) {
     e->prev = rl->lru_tail;
     e->next = NULL;
-    if (rl->lru_tail) rl->lru_tail->next = e;
-    else rl->lru_head = e;
+    if (rl->lru_tail)
+        rl->lru_tail->next = e;
+    else
+        rl->lru_head = e;
     rl->lru_tail = e;
 }
 
@@ -123,9 +129,13 @@ void ratelimit_free(ratelimit_t *rl) {
     free(rl);
 }
 
-uint32_t ratelimit_max(const ratelimit_t *rl) { return rl ? rl->max : 0; }
+uint32_t ratelimit_max(const ratelimit_t *rl) {
+    return rl ? rl->max : 0;
+}
 
-size_t ratelimit_key_count(const ratelimit_t *rl) { return rl ? rl->keys.count : 0; }
+size_t ratelimit_key_count(const ratelimit_t *rl) {
+    return rl ? rl->keys.count : 0;
+}
 
 static void entry_grow(rl_entry_t *e, uint32_t max) {
     uint32_t ncap = e->cap ? e->cap * 2 : 4;

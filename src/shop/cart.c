@@ -28,13 +28,15 @@ int shop_cart_view(shop_ctx_t *c, json_t **out) {
         int64_t line_total = 0;
         bool available = p && cur && json_is_true(json_object_get(p, "active")) &&
                          money_mul(price, qty, &line_total) == 0;
-        json_t *item = json_pack("{s:s, s:O, s:I}", "productId", pid, "title",
-                                 p && json_object_get(p, "title") ? json_object_get(p, "title") : json_null(),
-                                 "quantity", (json_int_t)qty);
+        json_t *item =
+            json_pack("{s:s, s:O, s:I}", "productId", pid, "title",
+                      p && json_object_get(p, "title") ? json_object_get(p, "title") : json_null(),
+                      "quantity", (json_int_t)qty);
         if (p && cur) {
             json_object_set_new(item, "unitPriceMinor", json_integer(price));
             json_object_set_new(item, "currency", json_string(cur));
-            json_object_set_new(item, "lineTotalMinor", available ? json_integer(line_total) : json_null());
+            json_object_set_new(item, "lineTotalMinor",
+                                available ? json_integer(line_total) : json_null());
         } else {
             json_object_set_new(item, "unitPriceMinor", json_null());
             json_object_set_new(item, "currency", json_null());
@@ -46,7 +48,8 @@ int shop_cart_view(shop_ctx_t *c, json_t **out) {
             json_t *t = NULL;
             size_t k;
             json_t *tt;
-            json_array_foreach(totals, k, tt) if (strcmp(shop_str_field(tt, "currency"), cur) == 0) t = tt;
+            json_array_foreach(totals, k, tt) if (strcmp(shop_str_field(tt, "currency"), cur) == 0)
+                t = tt;
             if (!t) {
                 t = json_pack("{s:s, s:I}", "currency", cur, "totalMinor", (json_int_t)0);
                 json_array_append_new(totals, t);
@@ -78,13 +81,17 @@ static void line_id(const shop_ctx_t *c, const char *product_id, char *out, size
     snprintf(out, size, "%s:%s", c->user_id, product_id);
 }
 
-int shop_proc_get_cart(shop_ctx_t *c) { return answer_cart(c); }
+int shop_proc_get_cart(shop_ctx_t *c) {
+    return answer_cart(c);
+}
 
 int shop_proc_add_to_cart(shop_ctx_t *c) {
     const char *pid;
     int64_t qty;
-    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0) return -1;
-    if (shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, &qty) < 0) return -1;
+    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0)
+        return -1;
+    if (shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, &qty) < 0)
+        return -1;
     json_t *p = NULL, *line = NULL;
     int rc = -1;
     if (shop_get(c, B_PRODUCTS, pid, &p) < 0) return -1;
@@ -100,8 +107,10 @@ int shop_proc_add_to_cart(shop_ctx_t *c) {
     if (line) {
         int64_t have = shop_int_field(line, "quantity");
         if (have + qty > SHOP_MAX_QUANTITY) {
-            shop_invalid(c, "quantity", "Invalid \"quantity\": a cart line holds at most %d (%lld already in the cart)",
-                         SHOP_MAX_QUANTITY, (long long)have);
+            shop_invalid(
+                c, "quantity",
+                "Invalid \"quantity\": a cart line holds at most %d (%lld already in the cart)",
+                SHOP_MAX_QUANTITY, (long long)have);
             goto out;
         }
         shop_tx_update(c, B_CARTS, id, json_pack("{s:I}", "quantity", (json_int_t)(have + qty)));
@@ -116,8 +125,8 @@ int shop_proc_add_to_cart(shop_ctx_t *c) {
             goto out;
         }
         shop_tx_insert(c, B_CARTS,
-                       json_pack("{s:s, s:s, s:s, s:I}", "id", id, "userId", c->user_id, "productId", pid, "quantity",
-                                 (json_int_t)qty));
+                       json_pack("{s:s, s:s, s:s, s:I}", "id", id, "userId", c->user_id,
+                                 "productId", pid, "quantity", (json_int_t)qty));
     }
     c->after_commit = answer_cart;
     rc = 0;
@@ -130,8 +139,10 @@ out:
 int shop_proc_update_cart_item(shop_ctx_t *c) {
     const char *pid;
     int64_t qty;
-    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0) return -1;
-    if (shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, &qty) < 0) return -1;
+    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0)
+        return -1;
+    if (shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, &qty) < 0)
+        return -1;
     char id[SHOP_KEY_BUF];
     line_id(c, pid, id, sizeof id);
     json_t *line = NULL;
@@ -148,7 +159,8 @@ int shop_proc_update_cart_item(shop_ctx_t *c) {
 
 int shop_proc_remove_from_cart(shop_ctx_t *c) {
     const char *pid;
-    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0) return -1;
+    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0)
+        return -1;
     char id[SHOP_KEY_BUF];
     line_id(c, pid, id, sizeof id);
     json_t *line = NULL;

@@ -14,6 +14,7 @@ typedef struct {
 } currency_t;
 
 /* ISO 4217 (list one), active currencies; minor units as ISO publishes them. */
+/* clang-format off */
 static const currency_t currencies[] = {
     /* 0 decimals */
     {"BIF", 0}, {"CLP", 0}, {"DJF", 0}, {"GNF", 0}, {"ISK", 0}, {"JPY", 0}, {"KMF", 0},
@@ -42,6 +43,7 @@ static const currency_t currencies[] = {
     {"TZS", 2}, {"UAH", 2}, {"USD", 2}, {"UYU", 2}, {"UZS", 2}, {"VES", 2}, {"WST", 2},
     {"XCD", 2}, {"XCG", 2}, {"YER", 2}, {"ZAR", 2}, {"ZMW", 2}, {"ZWG", 2},
 };
+/* clang-format on */
 
 static const int64_t pow10_table[] = {1, 10, 100, 1000};
 
@@ -59,7 +61,9 @@ int money_decimals(const char *code) {
     return -1;
 }
 
-bool money_currency_ok(const char *code) { return money_decimals(code) >= 0; }
+bool money_currency_ok(const char *code) {
+    return money_decimals(code) >= 0;
+}
 
 /* ---- checked arithmetic ---- */
 
@@ -106,7 +110,8 @@ int money_rate_parse(const char *text, const char *field, int64_t *out, err_t *e
             frac_digits++;
         }
     }
-    if (int_digits + frac_digits == 0) return bad_rate(err, field, "expected a positive decimal number");
+    if (int_digits + frac_digits == 0)
+        return bad_rate(err, field, "expected a positive decimal number");
     long exp10 = 0;
     if (*p == 'e' || *p == 'E') {
         p++;
@@ -128,12 +133,14 @@ int money_rate_parse(const char *text, const char *field, int64_t *out, err_t *e
     int64_t scaled = 0;
     for (long i = 0; i < keep; i++) {
         int d = i < (long)nd ? digits[i] - '0' : 0;
-        if (scaled > (MONEY_RATE_MAX_E9 - d) / 10) return bad_rate(err, field, "rate above 1000000000");
+        if (scaled > (MONEY_RATE_MAX_E9 - d) / 10)
+            return bad_rate(err, field, "rate above 1000000000");
         scaled = scaled * 10 + d;
     }
     if (keep >= 0 && keep < (long)nd && digits[keep] >= '5') scaled++;
     if (scaled > MONEY_RATE_MAX_E9) return bad_rate(err, field, "rate above 1000000000");
-    if (scaled <= 0) return bad_rate(err, field, "expected a rate greater than 0 (at least 0.000000001)");
+    if (scaled <= 0)
+        return bad_rate(err, field, "expected a rate greater than 0 (at least 0.000000001)");
     *out = scaled;
     return 0;
 }
@@ -164,16 +171,19 @@ void money_rate_format(int64_t rate_e9, char out[32]) {
 
 /* ---- conversion ---- */
 
-int money_convert(int64_t amount_minor, const char *from, const char *to, int64_t rate_e9, int64_t *out,
-                  err_t *err) {
+int money_convert(int64_t amount_minor, const char *from, const char *to, int64_t rate_e9,
+                  int64_t *out, err_t *err) {
     int df = money_decimals(from), dt = money_decimals(to);
     if (df < 0 || dt < 0) {
-        err_set(err, ERR_VALIDATION, "Unsupported currency \"%s\"", df < 0 ? (from ? from : "") : to);
+        err_set(err, ERR_VALIDATION, "Unsupported currency \"%s\"",
+                df < 0 ? (from ? from : "") : to);
         return -1;
     }
-    if (rate_e9 <= 0 || rate_e9 > MONEY_RATE_MAX_E9) return bad_rate(err, "rate", "expected a rate in (0, 1000000000]");
+    if (rate_e9 <= 0 || rate_e9 > MONEY_RATE_MAX_E9)
+        return bad_rate(err, "rate", "expected a rate in (0, 1000000000]");
     if (amount_minor < -MONEY_MAX_MINOR || amount_minor > MONEY_MAX_MINOR) {
-        err_set(err, ERR_VALIDATION, "Amount out of range (at most %lld minor units)", (long long)MONEY_MAX_MINOR);
+        err_set(err, ERR_VALIDATION, "Amount out of range (at most %lld minor units)",
+                (long long)MONEY_MAX_MINOR);
         return -1;
     }
     __int128 num = (__int128)amount_minor * rate_e9 * pow10_table[dt];
@@ -201,8 +211,10 @@ const char *money_format(int64_t amount_minor, const char *code, char *out, size
     } else {
         uint64_t p = (uint64_t)pow10_table[d];
         unsigned long long ip = mag / p, fp = mag % p;
-        if (d == 2) snprintf(out, size, "%s%llu.%02llu %s", sign, ip, fp, cur);
-        else snprintf(out, size, "%s%llu.%03llu %s", sign, ip, fp, cur);
+        if (d == 2)
+            snprintf(out, size, "%s%llu.%02llu %s", sign, ip, fp, cur);
+        else
+            snprintf(out, size, "%s%llu.%03llu %s", sign, ip, fp, cur);
     }
     return out;
 }

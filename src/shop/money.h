@@ -25,10 +25,10 @@
 
 #include "core/err.h"
 
-#define MONEY_MAX_MINOR INT64_C(9007199254740991) /* 2^53 − 1 */
-#define MONEY_RATE_SCALE INT64_C(1000000000)      /* rates are stored × 10^9 */
+#define MONEY_MAX_MINOR INT64_C(9007199254740991)      /* 2^53 − 1 */
+#define MONEY_RATE_SCALE INT64_C(1000000000)           /* rates are stored × 10^9 */
 #define MONEY_RATE_MAX_E9 INT64_C(1000000000000000000) /* a rate of at most 10^9 */
-#define MONEY_RATE_TEXT_MAX 64                    /* bytes of a decimal rate string */
+#define MONEY_RATE_TEXT_MAX 64                         /* bytes of a decimal rate string */
 
 /* The number of minor-unit decimals of an ISO 4217 code in the table (0, 2 or 3), or
  * -1 when the code is not a supported currency. Currencies with 4 decimals (CLF, UYW)

@@ -27,14 +27,19 @@ const char *order_action_name(order_action_t action) {
 
 order_status_t order_action_target(order_action_t action) {
     switch (action) {
-    case ORDER_SHIP: return ORDER_SHIPPED;
-    case ORDER_DELIVER: return ORDER_DELIVERED;
-    case ORDER_CANCEL: return ORDER_CANCELLED;
+    case ORDER_SHIP:
+        return ORDER_SHIPPED;
+    case ORDER_DELIVER:
+        return ORDER_DELIVERED;
+    case ORDER_CANCEL:
+        return ORDER_CANCELLED;
     }
     return ORDER_CANCELLED;
 }
 
-bool order_action_is_admin_only(order_action_t action) { return action != ORDER_CANCEL; }
+bool order_action_is_admin_only(order_action_t action) {
+    return action != ORDER_CANCEL;
+}
 
 int order_transition_check(order_status_t from, order_action_t action, bool is_admin, err_t *err) {
     if (order_action_is_admin_only(action) && !is_admin) {
@@ -44,13 +49,22 @@ int order_transition_check(order_status_t from, order_action_t action, bool is_a
     order_status_t to = order_action_target(action);
     bool ok;
     switch (action) {
-    case ORDER_SHIP: ok = from == ORDER_PAID; break;
-    case ORDER_DELIVER: ok = from == ORDER_SHIPPED; break;
-    case ORDER_CANCEL: ok = from == ORDER_PAID || (is_admin && from == ORDER_SHIPPED); break;
-    default: ok = false; break;
+    case ORDER_SHIP:
+        ok = from == ORDER_PAID;
+        break;
+    case ORDER_DELIVER:
+        ok = from == ORDER_SHIPPED;
+        break;
+    case ORDER_CANCEL:
+        ok = from == ORDER_PAID || (is_admin && from == ORDER_SHIPPED);
+        break;
+    default:
+        ok = false;
+        break;
     }
     if (ok) return 0;
-    err_set(err, ERR_CONFLICT, "Cannot %s an order that is %s", order_action_name(action), order_status_name(from));
+    err_set(err, ERR_CONFLICT, "Cannot %s an order that is %s", order_action_name(action),
+            order_status_name(from));
     json_t *d = json_object();
     json_object_set_new(d, "reason", json_string("invalid_transition"));
     json_object_set_new(d, "from", json_string(order_status_name(from)));

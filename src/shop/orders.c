@@ -19,8 +19,8 @@ typedef struct {
 typedef struct {
     line_t v[SHOP_MAX_LINES];
     size_t n;
-    json_t *cart;       /* the cart lines when the cart is used (owned) */
-    json_t *cart_ids;   /* ids of the cart lines to delete */
+    json_t *cart;     /* the cart lines when the cart is used (owned) */
+    json_t *cart_ids; /* ids of the cart lines to delete */
 } lines_t;
 
 static void lines_cleanup(lines_t *ls) {
@@ -35,14 +35,16 @@ static int lines_add(shop_ctx_t *c, lines_t *ls, const char *pid, int64_t qty, c
     for (size_t i = 0; i < ls->n; i++) {
         if (strcmp(ls->v[i].product_id, pid) == 0) {
             if (ls->v[i].qty + qty > SHOP_MAX_QUANTITY)
-                return shop_invalid(c, label, "Invalid \"%s\": at most %d of one product per order", label,
-                                    SHOP_MAX_QUANTITY);
+                return shop_invalid(c, label, "Invalid \"%s\": at most %d of one product per order",
+                                    label, SHOP_MAX_QUANTITY);
             ls->v[i].qty += qty;
             return 0;
         }
     }
     if (ls->n == SHOP_MAX_LINES)
-        return shop_invalid(c, "items", "Invalid \"items\": at most %d different products per order", SHOP_MAX_LINES);
+        return shop_invalid(c, "items",
+                            "Invalid \"items\": at most %d different products per order",
+                            SHOP_MAX_LINES);
     ls->v[ls->n++] = (line_t){pid, qty, NULL};
     return 0;
 }
@@ -59,13 +61,15 @@ static int parse_items(shop_ctx_t *c, const json_t *items, lines_t *ls) {
         snprintf(label, sizeof label, "items[%zu]", i);
         snprintf(plabel, sizeof plabel, "items[%zu].productId", i);
         snprintf(qlabel, sizeof qlabel, "items[%zu].quantity", i);
-        if (!json_is_object(it)) return shop_invalid(c, label, "Missing or invalid \"%s\": expected object", label);
+        if (!json_is_object(it))
+            return shop_invalid(c, label, "Missing or invalid \"%s\": expected object", label);
         const char *k;
         json_t *v;
         json_object_foreach(it, k, v) {
             if (strcmp(k, "productId") != 0 && strcmp(k, "quantity") != 0)
-                return shop_invalid(c, label, "Unknown field \"%.100s\" in \"%s\" (expected productId, quantity)", k,
-                                    label);
+                return shop_invalid(
+                    c, label, "Unknown field \"%.100s\" in \"%s\" (expected productId, quantity)",
+                    k, label);
         }
         const char *pid;
         int64_t qty;
@@ -79,7 +83,8 @@ static int parse_items(shop_ctx_t *c, const json_t *items, lines_t *ls) {
 static int load_cart(shop_ctx_t *c, lines_t *ls) {
     if (shop_where(c, B_CARTS, json_pack("{s:s}", "userId", c->user_id), &ls->cart) < 0) return -1;
     if (json_array_size(ls->cart) == 0)
-        return shop_conflict(c, "cart_empty", NULL, "The cart is empty: add products or pass \"items\"");
+        return shop_conflict(c, "cart_empty", NULL,
+                             "The cart is empty: add products or pass \"items\"");
     ls->cart_ids = json_array();
     size_t i;
     json_t *line;
@@ -91,7 +96,9 @@ static int load_cart(shop_ctx_t *c, lines_t *ls) {
         if (!pid || qty < 1) continue; /* a malformed line is dropped with the cart */
         if (lines_add(c, ls, pid, qty, "quantity") < 0) return -1;
     }
-    if (ls->n == 0) return shop_conflict(c, "cart_empty", NULL, "The cart is empty: add products or pass \"items\"");
+    if (ls->n == 0)
+        return shop_conflict(c, "cart_empty", NULL,
+                             "The cart is empty: add products or pass \"items\"");
     return 0;
 }
 
@@ -147,8 +154,9 @@ int shop_proc_checkout(shop_ctx_t *c) {
          * the cart changed since. */
         json_t *canon_items = from_cart ? json_string("cart") : json_array();
         for (size_t i = 0; !from_cart && i < ls->n; i++)
-            json_array_append_new(canon_items, json_pack("{s:s, s:I}", "productId", ls->v[i].product_id, "quantity",
-                                                         (json_int_t)ls->v[i].qty));
+            json_array_append_new(canon_items,
+                                  json_pack("{s:s, s:I}", "productId", ls->v[i].product_id,
+                                            "quantity", (json_int_t)ls->v[i].qty));
         canonical = json_pack("{s:s, s:o}", "walletCurrency", cur, "items", canon_items);
         int r = shop_idem_begin(c, key, canonical);
         if (r != 0) {
@@ -176,10 +184,10 @@ int shop_proc_checkout(shop_ctx_t *c) {
         int64_t stock = shop_int_field(l->product, "stock");
         if (stock < l->qty) {
             shop_conflict(c, "insufficient_stock",
-                          json_pack("{s:s, s:I, s:I}", "productId", l->product_id, "available", (json_int_t)stock,
-                                    "requested", (json_int_t)l->qty),
-                          "Not enough stock for product \"%.200s\": %lld available, %lld requested", l->product_id,
-                          (long long)stock, (long long)l->qty);
+                          json_pack("{s:s, s:I, s:I}", "productId", l->product_id, "available",
+                                    (json_int_t)stock, "requested", (json_int_t)l->qty),
+                          "Not enough stock for product \"%.200s\": %lld available, %lld requested",
+                          l->product_id, (long long)stock, (long long)l->qty);
             goto out;
         }
         const char *pcur = shop_str_field(l->product, "currency");
@@ -194,11 +202,12 @@ int shop_proc_checkout(shop_ctx_t *c) {
             order_total_too_large(c);
             goto out;
         }
-        json_t *item = json_pack("{s:s, s:O, s:I, s:I, s:s, s:I}", "productId", l->product_id, "title",
-                                 json_object_get(l->product, "title") ? json_object_get(l->product, "title")
-                                                                      : json_null(),
-                                 "quantity", (json_int_t)l->qty, "unitPriceMinor", (json_int_t)price, "currency", pcur,
-                                 "lineTotalMinor", (json_int_t)line_total);
+        json_t *item =
+            json_pack("{s:s, s:O, s:I, s:I, s:s, s:I}", "productId", l->product_id, "title",
+                      json_object_get(l->product, "title") ? json_object_get(l->product, "title")
+                                                           : json_null(),
+                      "quantity", (json_int_t)l->qty, "unitPriceMinor", (json_int_t)price,
+                      "currency", pcur, "lineTotalMinor", (json_int_t)line_total);
         json_array_append_new(order_items, item);
         if (strcmp(pcur, cur) == 0) {
             charged = line_total;
@@ -224,8 +233,8 @@ int shop_proc_checkout(shop_ctx_t *c) {
     int64_t balance = wallet ? shop_int_field(wallet, "balanceMinor") : 0;
     if (balance < total) {
         shop_conflict(c, "insufficient_funds",
-                      json_pack("{s:I, s:I, s:s}", "required", (json_int_t)total, "available", (json_int_t)balance,
-                                "currency", cur),
+                      json_pack("{s:I, s:I, s:s}", "required", (json_int_t)total, "available",
+                                (json_int_t)balance, "currency", cur),
                       "Insufficient funds in the %s wallet", cur);
         goto out;
     }
@@ -235,29 +244,31 @@ int shop_proc_checkout(shop_ctx_t *c) {
     for (size_t i = 0; i < ls->n; i++) {
         line_t *l = &ls->v[i];
         shop_tx_update(c, B_PRODUCTS, l->product_id,
-                       json_pack("{s:I}", "stock", (json_int_t)(shop_int_field(l->product, "stock") - l->qty)));
+                       json_pack("{s:I}", "stock",
+                                 (json_int_t)(shop_int_field(l->product, "stock") - l->qty)));
     }
     shop_tx_wallet_set(c, wallet, wid, c->user_id, cur, balance - total);
     shop_tx_ledger(c, wid, c->user_id, cur, -total, balance - total, "payment",
                    json_pack("{s:s}", "orderId", order_id));
-    json_t *order = json_pack("{s:s, s:s, s:s, s:O, s:I, s:s, s:I, s:I}", "id", order_id, "userId", c->user_id,
-                              "status", "paid", "items", order_items, "totalMinor", (json_int_t)total, "currency", cur,
-                              "createdAt", (json_int_t)c->now, "updatedAt", (json_int_t)c->now);
+    json_t *order = json_pack("{s:s, s:s, s:s, s:O, s:I, s:s, s:I, s:I}", "id", order_id, "userId",
+                              c->user_id, "status", "paid", "items", order_items, "totalMinor",
+                              (json_int_t)total, "currency", cur, "createdAt", (json_int_t)c->now,
+                              "updatedAt", (json_int_t)c->now);
     shop_tx_insert(c, B_ORDERS, json_incref(order));
     shop_tx_audit(c, "order_placed",
-                  json_pack("{s:s, s:I, s:s, s:I}", "orderId", order_id, "totalMinor", (json_int_t)total, "currency",
-                            cur, "lines", (json_int_t)ls->n));
+                  json_pack("{s:s, s:I, s:s, s:I}", "orderId", order_id, "totalMinor",
+                            (json_int_t)total, "currency", cur, "lines", (json_int_t)ls->n));
     if (from_cart) {
         size_t i;
         json_t *id;
         json_array_foreach(ls->cart_ids, i, id) shop_tx_delete(c, B_CARTS, json_string_value(id));
     }
     shop_event(c, "order.placed",
-               json_pack("{s:s, s:s, s:I, s:s}", "orderId", order_id, "userId", c->user_id, "totalMinor",
-                         (json_int_t)total, "currency", cur));
+               json_pack("{s:s, s:s, s:I, s:s}", "orderId", order_id, "userId", c->user_id,
+                         "totalMinor", (json_int_t)total, "currency", cur));
     shop_result(c, order);
-    log_info("shop.order_placed", "order=%s user=%s total=%lld currency=%s lines=%zu", order_id, c->user_id,
-             (long long)total, cur, ls->n);
+    log_info("shop.order_placed", "order=%s user=%s total=%lld currency=%s lines=%zu", order_id,
+             c->user_id, (long long)total, cur, ls->n);
     rc = 0;
 out:
     lines_cleanup(ls);
@@ -289,7 +300,8 @@ static int check_transition(shop_ctx_t *c, const json_t *order, order_action_t a
         return shop_conflict(c, "invalid_transition",
                              json_pack("{s:s, s:s}", "from", status ? status : "", "to",
                                        order_status_name(order_action_target(action))),
-                             "Cannot %s an order that is %.50s", order_action_name(action), status ? status : "unknown");
+                             "Cannot %s an order that is %.50s", order_action_name(action),
+                             status ? status : "unknown");
     }
     return order_transition_check(from, action, c->is_admin, c->err);
 }
@@ -297,7 +309,8 @@ static int check_transition(shop_ctx_t *c, const json_t *order, order_action_t a
 int shop_proc_cancel_order(shop_ctx_t *c) {
     const char *oid, *reason = NULL;
     if (shop_in_string(c, c->input, "orderId", "orderId", true, SHOP_MAX_ID, &oid) < 0) return -1;
-    if (shop_in_string(c, c->input, "reason", "reason", false, SHOP_MAX_REASON, &reason) < 0) return -1;
+    if (shop_in_string(c, c->input, "reason", "reason", false, SHOP_MAX_REASON, &reason) < 0)
+        return -1;
     json_t *order = NULL, *wallet = NULL, *restock = json_object();
     int rc = -1;
     if (load_order(c, oid, &order) < 0) goto out;
@@ -324,7 +337,8 @@ int shop_proc_cancel_order(shop_ctx_t *c) {
             json_t *p = NULL;
             if (shop_get(c, B_PRODUCTS, pid, &p) < 0) goto out;
             if (!p) {
-                log_warn("shop.restock_skipped", "order=%s product=%s reason=product_gone", oid, pid);
+                log_warn("shop.restock_skipped", "order=%s product=%s reason=product_gone", oid,
+                         pid);
                 json_object_set_new(restock, pid, json_null());
                 continue;
             }
@@ -337,7 +351,8 @@ int shop_proc_cancel_order(shop_ctx_t *c) {
     const char *pid;
     json_t *stock;
     json_object_foreach(restock, pid, stock) {
-        if (json_is_integer(stock)) shop_tx_update(c, B_PRODUCTS, pid, json_pack("{s:O}", "stock", stock));
+        if (json_is_integer(stock))
+            shop_tx_update(c, B_PRODUCTS, pid, json_pack("{s:O}", "stock", stock));
     }
 
     /* The refund goes to the order's owner, whoever cancels. */
@@ -353,22 +368,25 @@ int shop_proc_cancel_order(shop_ctx_t *c) {
     shop_tx_wallet_set(c, wallet, wid, owner, cur, after);
     shop_tx_ledger(c, wid, owner, cur, total, after, "refund", json_pack("{s:s}", "orderId", oid));
 
-    json_t *patch = json_pack("{s:s, s:I, s:I, s:s}", "status", "cancelled", "updatedAt", (json_int_t)c->now,
-                              "cancelledAt", (json_int_t)c->now, "cancelledBy", c->user_id);
+    json_t *patch =
+        json_pack("{s:s, s:I, s:I, s:s}", "status", "cancelled", "updatedAt", (json_int_t)c->now,
+                  "cancelledAt", (json_int_t)c->now, "cancelledBy", c->user_id);
     if (reason) json_object_set_new(patch, "cancelReason", json_string(reason));
     json_t *result = public_copy(order);
     json_object_update(result, patch);
     shop_tx_update(c, B_ORDERS, oid, patch);
-    json_t *details = json_pack("{s:s, s:s, s:I, s:s}", "orderId", oid, "orderUserId", owner, "refundMinor",
-                                (json_int_t)total, "currency", cur);
+    json_t *details = json_pack("{s:s, s:s, s:I, s:s}", "orderId", oid, "orderUserId", owner,
+                                "refundMinor", (json_int_t)total, "currency", cur);
     if (reason) json_object_set_new(details, "reason", json_string(reason));
     shop_tx_audit(c, "order_cancelled", details);
-    json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:s}", "orderId", oid, "userId", owner, "cancelledBy", c->user_id,
-                           "totalMinor", (json_int_t)total, "currency", cur);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:s, s:I, s:s}", "orderId", oid, "userId", owner, "cancelledBy",
+                  c->user_id, "totalMinor", (json_int_t)total, "currency", cur);
     json_object_set_new(ev, "reason", reason ? json_string(reason) : json_null());
     shop_event(c, "order.cancelled", ev);
     shop_result(c, result);
-    log_info("shop.order_cancelled", "order=%s by=%s refund=%lld currency=%s", oid, c->user_id, (long long)total, cur);
+    log_info("shop.order_cancelled", "order=%s by=%s refund=%lld currency=%s", oid, c->user_id,
+             (long long)total, cur);
     rc = 0;
 out:
     json_decref(order);
@@ -377,7 +395,8 @@ out:
     return rc;
 }
 
-static int advance(shop_ctx_t *c, order_action_t action, const char *at_field, const char *audit, const char *topic) {
+static int advance(shop_ctx_t *c, order_action_t action, const char *at_field, const char *audit,
+                   const char *topic) {
     /* Customers are refused before the order is looked up, so the answer does not
      * depend on whether the order exists. */
     if (order_action_is_admin_only(action) && !c->is_admin) {
@@ -394,13 +413,16 @@ static int advance(shop_ctx_t *c, order_action_t action, const char *at_field, c
     }
     const char *status = order_status_name(order_action_target(action));
     const char *owner = shop_str_field(order, "userId");
-    json_t *patch = json_pack("{s:s, s:I, s:I}", "status", status, "updatedAt", (json_int_t)c->now, at_field,
-                              (json_int_t)c->now);
+    json_t *patch = json_pack("{s:s, s:I, s:I}", "status", status, "updatedAt", (json_int_t)c->now,
+                              at_field, (json_int_t)c->now);
     json_t *result = public_copy(order);
     json_object_update(result, patch);
     shop_tx_update(c, B_ORDERS, oid, patch);
-    shop_tx_audit(c, audit, json_pack("{s:s, s:s}", "orderId", oid, "orderUserId", owner ? owner : ""));
-    shop_event(c, topic, json_pack("{s:s, s:s, s:s}", "orderId", oid, "userId", owner ? owner : "", "status", status));
+    shop_tx_audit(c, audit,
+                  json_pack("{s:s, s:s}", "orderId", oid, "orderUserId", owner ? owner : ""));
+    shop_event(c, topic,
+               json_pack("{s:s, s:s, s:s}", "orderId", oid, "userId", owner ? owner : "", "status",
+                         status));
     shop_result(c, result);
     log_info("shop.order_advanced", "order=%s status=%s by=%s", oid, status, c->user_id);
     json_decref(order);

@@ -35,66 +35,81 @@ static const char *const f_checkout[] = {"walletCurrency", "items", "idempotency
 static const char *const f_cancel[] = {"orderId", "reason", NULL};
 static const char *const f_order[] = {"orderId", NULL};
 static const char *const f_topup[] = {"currency", "amountMinor", "idempotencyKey", NULL};
-static const char *const f_transfer[] = {"toUserId", "currency", "amountMinor", "idempotencyKey", NULL};
+static const char *const f_transfer[] = {"toUserId", "currency", "amountMinor", "idempotencyKey",
+                                         NULL};
 
+/* Input schemas (JSON Schema vocabulary) and descriptions, as procedures.list shows them. */
+/* clang-format off */
 #define S_PRODUCT "\"productId\":{\"type\":\"string\",\"minLength\":1}"
 #define S_QTY "\"quantity\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":999}"
-#define S_CUR(f) "\"" f "\":{\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\",\"description\":\"ISO 4217 code\"}"
+#define S_CUR(f) "\"" f "\":{\"type\":\"string\",\"pattern\":\"^[A-Z]{3}$\"," \
+    "\"description\":\"ISO 4217 code\"}"
 #define S_IDEM "\"idempotencyKey\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128}"
-#define S_AMOUNT "\"amountMinor\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"minor units (cents)\"}"
+#define S_AMOUNT "\"amountMinor\":{\"type\":\"integer\",\"minimum\":1," \
+    "\"description\":\"minor units\"}"
 #define S_ORDER "\"orderId\":{\"type\":\"string\",\"minLength\":1}"
-#define S_CART_ANSWER "The caller's cart with current prices: {items:[{productId,title,quantity,unitPriceMinor,currency,lineTotalMinor,available}],totals:[{currency,totalMinor}]}."
+#define S_OBJ(req, props) \
+    "{\"type\":\"object\",\"required\":[" req "],\"properties\":{" props "}}"
+
+#define IN_NONE "{\"type\":\"object\",\"properties\":{}}"
+#define IN_LINE S_OBJ("\"productId\",\"quantity\"", S_PRODUCT "," S_QTY)
+#define IN_REMOVE S_OBJ("\"productId\"", S_PRODUCT)
+#define IN_CHECKOUT S_OBJ("\"walletCurrency\"", S_CUR("walletCurrency") "," \
+    "\"items\":{\"type\":\"array\",\"minItems\":1,\"maxItems\":100,\"items\":" IN_LINE "}," S_IDEM)
+#define IN_CANCEL S_OBJ("\"orderId\"", \
+    S_ORDER ",\"reason\":{\"type\":\"string\",\"maxLength\":500}")
+#define IN_ORDER S_OBJ("\"orderId\"", S_ORDER)
+#define IN_TOPUP S_OBJ("\"currency\",\"amountMinor\"", S_CUR("currency") "," S_AMOUNT "," S_IDEM)
+#define IN_TRANSFER S_OBJ("\"toUserId\",\"currency\",\"amountMinor\"", \
+    "\"toUserId\":{\"type\":\"string\",\"minLength\":1}," S_CUR("currency") "," S_AMOUNT "," S_IDEM)
+
+#define CART_ANSWER "Answers the cart with current prices: {items:[{productId,title,quantity," \
+    "unitPriceMinor,currency,lineTotalMinor,available}],totals:[{currency,totalMinor}]}."
 
 static const proc_t procs[] = {
-    {"getCart", shop_proc_get_cart, f_none, false, "Answers the caller's cart. " S_CART_ANSWER,
-     "{\"type\":\"object\",\"properties\":{}}"},
+    {"getCart", shop_proc_get_cart, f_none, false,
+     "The caller's cart. " CART_ANSWER, IN_NONE},
     {"addToCart", shop_proc_add_to_cart, f_cart_line, false,
-     "Adds quantity of an active product to the caller's cart (adding to an existing line). " S_CART_ANSWER,
-     "{\"type\":\"object\",\"required\":[\"productId\",\"quantity\"],\"properties\":{" S_PRODUCT "," S_QTY "}}"},
+     "Adds quantity of an active product to the caller's cart (to an existing line if any). "
+     CART_ANSWER, IN_LINE},
     {"updateCartItem", shop_proc_update_cart_item, f_cart_line, false,
-     "Sets the quantity of a line of the caller's cart. " S_CART_ANSWER,
-     "{\"type\":\"object\",\"required\":[\"productId\",\"quantity\"],\"properties\":{" S_PRODUCT "," S_QTY "}}"},
+     "Sets the quantity of a line of the caller's cart. " CART_ANSWER, IN_LINE},
     {"removeFromCart", shop_proc_remove_from_cart, f_cart_remove, false,
-     "Removes a product from the caller's cart (no error when it is not there). " S_CART_ANSWER,
-     "{\"type\":\"object\",\"required\":[\"productId\"],\"properties\":{" S_PRODUCT "}}"},
+     "Removes a product from the caller's cart (no error when it is not there). " CART_ANSWER,
+     IN_REMOVE},
     {"checkout", shop_proc_checkout, f_checkout, false,
-     "Places an order for `items` (else the cart, which is then emptied), paid from the caller's wallet in "
-     "walletCurrency at server-side prices and FX rates. Answers the order. Emits order.placed.",
-     "{\"type\":\"object\",\"required\":[\"walletCurrency\"],\"properties\":{" S_CUR("walletCurrency") ","
-     "\"items\":{\"type\":\"array\",\"minItems\":1,\"maxItems\":100,\"items\":{\"type\":\"object\","
-     "\"required\":[\"productId\",\"quantity\"],\"properties\":{" S_PRODUCT "," S_QTY "}}}," S_IDEM "}}"},
+     "Places an order for `items` (else the cart, which is then emptied), paid from the "
+     "caller's wallet in walletCurrency at server-side prices and FX rates. Answers the order. "
+     "Emits order.placed.", IN_CHECKOUT},
     {"cancelOrder", shop_proc_cancel_order, f_cancel, false,
-     "Cancels an order (customers: their own, while paid; admins: any not yet delivered), restoring stock and "
-     "refunding the wallet. Answers the order. Emits order.cancelled.",
-     "{\"type\":\"object\",\"required\":[\"orderId\"],\"properties\":{" S_ORDER ","
-     "\"reason\":{\"type\":\"string\",\"maxLength\":500}}}"},
+     "Cancels an order (customers: their own, while paid; admins: any not yet delivered), "
+     "restoring stock and refunding the wallet. Answers the order. Emits order.cancelled.",
+     IN_CANCEL},
     {"shipOrder", shop_proc_ship_order, f_order, true,
-     "Admin: marks a paid order shipped. Answers the order. Emits order.shipped.",
-     "{\"type\":\"object\",\"required\":[\"orderId\"],\"properties\":{" S_ORDER "}}"},
+     "Admin: marks a paid order shipped. Answers the order. Emits order.shipped.", IN_ORDER},
     {"deliverOrder", shop_proc_deliver_order, f_order, true,
-     "Admin: marks a shipped order delivered. Answers the order. Emits order.delivered.",
-     "{\"type\":\"object\",\"required\":[\"orderId\"],\"properties\":{" S_ORDER "}}"},
+     "Admin: marks a shipped order delivered. Answers the order. Emits order.delivered.", IN_ORDER},
     {"topUpWallet", shop_proc_top_up_wallet, f_topup, false,
-     "Adds amountMinor to the caller's wallet in currency (created on first use). Answers the wallet "
-     "{id,userId,currency,balanceMinor}. Emits wallet.topped_up.",
-     "{\"type\":\"object\",\"required\":[\"currency\",\"amountMinor\"],\"properties\":{" S_CUR("currency") ","
-     S_AMOUNT "," S_IDEM "}}"},
+     "Adds amountMinor to the caller's wallet in currency (created on first use). Answers the "
+     "wallet {id,userId,currency,balanceMinor}. Emits wallet.topped_up.", IN_TOPUP},
     {"transfer", shop_proc_transfer, f_transfer, false,
-     "Moves amountMinor from the caller's wallet to another user's wallet in the same currency (created when "
-     "missing). Answers {transferId,fromUserId,toUserId,currency,amountMinor,wallet}. Emits wallet.transferred.",
-     "{\"type\":\"object\",\"required\":[\"toUserId\",\"currency\",\"amountMinor\"],\"properties\":{"
-     "\"toUserId\":{\"type\":\"string\",\"minLength\":1}," S_CUR("currency") "," S_AMOUNT "," S_IDEM "}}"},
+     "Moves amountMinor from the caller's wallet to another user's wallet in the same currency "
+     "(created when missing). Answers {transferId,fromUserId,toUserId,currency,amountMinor,"
+     "wallet}. Emits wallet.transferred.", IN_TRANSFER},
 };
+/* clang-format on */
 #define PROC_COUNT (sizeof procs / sizeof procs[0])
 
-static const char *const required_buckets[] = {B_USERS, B_CATEGORIES, B_PRODUCTS, B_CARTS, B_WALLETS,
-                                               B_LEDGER, B_ORDERS, B_AUDIT, B_FX, B_IDEM};
+static const char *const required_buckets[] = {B_USERS,   B_CATEGORIES, B_PRODUCTS, B_CARTS,
+                                               B_WALLETS, B_LEDGER,     B_ORDERS,   B_AUDIT,
+                                               B_FX,      B_IDEM};
 
-shop_t *shop_new(store_t *st, const shop_config_t *cfg, shop_emit_fn emit, void *emit_udata, err_t *err) {
+shop_t *shop_new(store_t *st, const shop_config_t *cfg, shop_emit_fn emit, void *emit_udata,
+                 err_t *err) {
     for (size_t i = 0; i < sizeof required_buckets / sizeof *required_buckets; i++) {
         if (!store_bucket_get(st, required_buckets[i])) {
-            err_set(err, ERR_BUCKET_NOT_DEFINED, "The shop needs bucket \"%s\", which is not defined",
-                    required_buckets[i]);
+            err_set(err, ERR_BUCKET_NOT_DEFINED,
+                    "The shop needs bucket \"%s\", which is not defined", required_buckets[i]);
             return NULL;
         }
     }
@@ -102,14 +117,18 @@ shop_t *shop_new(store_t *st, const shop_config_t *cfg, shop_emit_fn emit, void 
     s->st = st;
     s->emit = emit;
     s->emit_udata = emit_udata;
-    s->max_topup_minor = cfg && cfg->max_topup_minor > 0 ? cfg->max_topup_minor : SHOP_DEFAULT_MAX_TOPUP;
+    s->max_topup_minor =
+        cfg && cfg->max_topup_minor > 0 ? cfg->max_topup_minor : SHOP_DEFAULT_MAX_TOPUP;
     if (s->max_topup_minor > MONEY_MAX_MINOR) s->max_topup_minor = MONEY_MAX_MINOR;
-    s->max_transfer_minor = cfg && cfg->max_transfer_minor > 0 ? cfg->max_transfer_minor : s->max_topup_minor;
+    s->max_transfer_minor =
+        cfg && cfg->max_transfer_minor > 0 ? cfg->max_transfer_minor : s->max_topup_minor;
     if (s->max_transfer_minor > MONEY_MAX_MINOR) s->max_transfer_minor = MONEY_MAX_MINOR;
     return s;
 }
 
-void shop_free(shop_t *s) { free(s); }
+void shop_free(shop_t *s) {
+    free(s);
+}
 
 void shop_list(shop_t *s, buf_t *out) {
     (void)s;
@@ -120,7 +139,8 @@ void shop_list(shop_t *s, buf_t *out) {
         json_write_string(out, procs[i].name, strlen(procs[i].name));
         buf_append_str(out, ",\"description\":");
         json_write_string(out, procs[i].description, strlen(procs[i].description));
-        buf_printf(out, ",\"adminOnly\":%s,\"input\":%s}", procs[i].admin_only ? "true" : "false", procs[i].input);
+        buf_printf(out, ",\"adminOnly\":%s,\"input\":%s}", procs[i].admin_only ? "true" : "false",
+                   procs[i].input);
     }
     buf_append_str(out, "]}");
 }
@@ -166,15 +186,17 @@ int shop_not_found(shop_ctx_t *c, const char *what, const char *id) {
 
 /* ---- input checks ---- */
 
-int shop_in_string(shop_ctx_t *c, const json_t *obj, const char *field, const char *label, bool required,
-                   size_t max_len, const char **out) {
+int shop_in_string(shop_ctx_t *c, const json_t *obj, const char *field, const char *label,
+                   bool required, size_t max_len, const char **out) {
     json_t *v = json_object_get(obj, field);
     if (!v || json_is_null(v)) {
         if (!required) return 0;
-        return shop_invalid(c, label, "Missing or invalid \"%s\": expected non-empty string", label);
+        return shop_invalid(c, label, "Missing or invalid \"%s\": expected non-empty string",
+                            label);
     }
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return shop_invalid(c, label, "Missing or invalid \"%s\": expected non-empty string", label);
+        return shop_invalid(c, label, "Missing or invalid \"%s\": expected non-empty string",
+                            label);
     if (json_string_length(v) > max_len)
         return shop_invalid(c, label, "Invalid \"%s\": expected at most %zu bytes", label, max_len);
     if (strlen(json_string_value(v)) != json_string_length(v))
@@ -183,12 +205,13 @@ int shop_in_string(shop_ctx_t *c, const json_t *obj, const char *field, const ch
     return 1;
 }
 
-int shop_in_int(shop_ctx_t *c, const json_t *obj, const char *field, const char *label, bool required,
-                int64_t max, int64_t *out) {
+int shop_in_int(shop_ctx_t *c, const json_t *obj, const char *field, const char *label,
+                bool required, int64_t max, int64_t *out) {
     json_t *v = json_object_get(obj, field);
     if (!v || json_is_null(v)) {
         if (!required) return 0;
-        return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer", label);
+        return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer",
+                            label);
     }
     int64_t n;
     if (json_is_integer(v)) {
@@ -197,13 +220,19 @@ int shop_in_int(shop_ctx_t *c, const json_t *obj, const char *field, const char 
         /* 5.0 is 5 (JavaScript has one number type); 5.5 is not an integer. */
         double d = json_real_value(v);
         if (!(d >= 1 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
-            return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer", label);
+            return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer",
+                                label);
         n = (int64_t)d;
     } else {
-        return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer", label);
+        return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer",
+                            label);
     }
-    if (n < 1) return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer", label);
-    if (n > max) return shop_invalid(c, label, "Invalid \"%s\": expected at most %lld", label, (long long)max);
+    if (n < 1)
+        return shop_invalid(c, label, "Missing or invalid \"%s\": expected positive integer",
+                            label);
+    if (n > max)
+        return shop_invalid(c, label, "Invalid \"%s\": expected at most %lld", label,
+                            (long long)max);
     *out = n;
     return 1;
 }
@@ -215,16 +244,19 @@ int shop_in_currency(shop_ctx_t *c, const char *field, bool required, const char
     } else if (json_is_string(v) && money_currency_shaped(json_string_value(v))) {
         const char *code = json_string_value(v);
         if (!money_currency_ok(code))
-            return shop_invalid(c, field, "Invalid \"%s\": unsupported currency \"%s\"", field, code);
+            return shop_invalid(c, field, "Invalid \"%s\": unsupported currency \"%s\"", field,
+                                code);
         *out = code;
         return 1;
     }
-    return shop_invalid(c, field, "Missing or invalid \"%s\": expected ISO 4217 currency code (3 uppercase letters)",
-                        field);
+    return shop_invalid(
+        c, field,
+        "Missing or invalid \"%s\": expected ISO 4217 currency code (3 uppercase letters)", field);
 }
 
 int shop_in_idem_key(shop_ctx_t *c, const char **out) {
-    return shop_in_string(c, c->input, "idempotencyKey", "idempotencyKey", false, SHOP_MAX_IDEM_KEY, out);
+    return shop_in_string(c, c->input, "idempotencyKey", "idempotencyKey", false, SHOP_MAX_IDEM_KEY,
+                          out);
 }
 
 /* ---- reads ---- */
@@ -236,7 +268,8 @@ static int read_op(shop_ctx_t *c, const char *op, json_t *req, json_t **out) {
     json_decref(req);
     if (rc == 0) {
         json_error_t jerr;
-        json_t *v = json_loadb(b.data ? b.data : "null", b.data ? b.len : 4, JSON_DECODE_ANY, &jerr);
+        json_t *v =
+            json_loadb(b.data ? b.data : "null", b.data ? b.len : 4, JSON_DECODE_ANY, &jerr);
         if (!v) {
             log_error("shop.read_unparsable", "op=%s reason=%s", op, jerr.text);
             err_set(c->err, ERR_INTERNAL, "Internal error");
@@ -258,7 +291,8 @@ int shop_get(shop_ctx_t *c, const char *bucket, const char *key, json_t **out) {
 
 int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out) {
     json_t *arr = NULL;
-    if (read_op(c, "where", json_pack("{s:s, s:o}", "bucket", bucket, "filter", filter), &arr) < 0) return -1;
+    if (read_op(c, "where", json_pack("{s:s, s:o}", "bucket", bucket, "filter", filter), &arr) < 0)
+        return -1;
     *out = arr ? arr : json_array();
     return 0;
 }
@@ -266,16 +300,18 @@ int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out) 
 /* ---- the write batch ---- */
 
 void shop_tx_insert(shop_ctx_t *c, const char *bucket, json_t *data) {
-    json_array_append_new(c->ops, json_pack("{s:s, s:s, s:o}", "op", "insert", "bucket", bucket, "data", data));
+    json_array_append_new(
+        c->ops, json_pack("{s:s, s:s, s:o}", "op", "insert", "bucket", bucket, "data", data));
 }
 
 void shop_tx_update(shop_ctx_t *c, const char *bucket, const char *key, json_t *data) {
-    json_array_append_new(c->ops,
-                          json_pack("{s:s, s:s, s:s, s:o}", "op", "update", "bucket", bucket, "key", key, "data", data));
+    json_array_append_new(c->ops, json_pack("{s:s, s:s, s:s, s:o}", "op", "update", "bucket",
+                                            bucket, "key", key, "data", data));
 }
 
 void shop_tx_delete(shop_ctx_t *c, const char *bucket, const char *key) {
-    json_array_append_new(c->ops, json_pack("{s:s, s:s, s:s}", "op", "delete", "bucket", bucket, "key", key));
+    json_array_append_new(
+        c->ops, json_pack("{s:s, s:s, s:s}", "op", "delete", "bucket", bucket, "key", key));
 }
 
 static json_t *new_uuid(void) {
@@ -286,29 +322,32 @@ static json_t *new_uuid(void) {
 
 void shop_tx_audit(shop_ctx_t *c, const char *action, json_t *details) {
     shop_tx_insert(c, B_AUDIT,
-                   json_pack("{s:o, s:s, s:s, s:o, s:I}", "id", new_uuid(), "action", action, "userId", c->user_id,
-                             "details", details ? details : json_object(), "timestamp", (json_int_t)c->now));
+                   json_pack("{s:o, s:s, s:s, s:o, s:I}", "id", new_uuid(), "action", action,
+                             "userId", c->user_id, "details", details ? details : json_object(),
+                             "timestamp", (json_int_t)c->now));
 }
 
 void shop_tx_ledger(shop_ctx_t *c, const char *wallet_id, const char *user_id, const char *currency,
                     int64_t amount_minor, int64_t balance_after, const char *kind, json_t *extra) {
-    json_t *e = json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s}", "id", new_uuid(), "walletId", wallet_id, "userId",
-                          user_id, "currency", currency, "amountMinor", (json_int_t)amount_minor,
-                          "balanceAfterMinor", (json_int_t)balance_after, "kind", kind);
+    json_t *e =
+        json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s}", "id", new_uuid(), "walletId", wallet_id,
+                  "userId", user_id, "currency", currency, "amountMinor", (json_int_t)amount_minor,
+                  "balanceAfterMinor", (json_int_t)balance_after, "kind", kind);
     if (extra) json_object_update(e, extra);
     json_decref(extra);
     json_object_set_new(e, "createdAt", json_integer(c->now));
     shop_tx_insert(c, B_LEDGER, e);
 }
 
-void shop_tx_wallet_set(shop_ctx_t *c, const json_t *wallet, const char *wallet_id, const char *user_id,
-                        const char *currency, int64_t balance) {
+void shop_tx_wallet_set(shop_ctx_t *c, const json_t *wallet, const char *wallet_id,
+                        const char *user_id, const char *currency, int64_t balance) {
     if (wallet)
-        shop_tx_update(c, B_WALLETS, wallet_id, json_pack("{s:I}", "balanceMinor", (json_int_t)balance));
+        shop_tx_update(c, B_WALLETS, wallet_id,
+                       json_pack("{s:I}", "balanceMinor", (json_int_t)balance));
     else
         shop_tx_insert(c, B_WALLETS,
-                       json_pack("{s:s, s:s, s:s, s:I}", "id", wallet_id, "userId", user_id, "currency", currency,
-                                 "balanceMinor", (json_int_t)balance));
+                       json_pack("{s:s, s:s, s:s, s:I}", "id", wallet_id, "userId", user_id,
+                                 "currency", currency, "balanceMinor", (json_int_t)balance));
 }
 
 void shop_event(shop_ctx_t *c, const char *topic, json_t *data) {
@@ -358,7 +397,8 @@ int shop_idem_begin(shop_ctx_t *c, const char *key, const json_t *canonical) {
         rc = 1;
     } else {
         rc = shop_conflict(c, "idempotency_key_reused", json_pack("{s:s}", "idempotencyKey", key),
-                           "Idempotency key \"%.128s\" was already used with a different input", key);
+                           "Idempotency key \"%.128s\" was already used with a different input",
+                           key);
     }
     free(c->idem_id);
     c->idem_id = NULL; /* nothing to record: a replay writes nothing */
@@ -383,9 +423,10 @@ const char *shop_str_field(const json_t *rec, const char *field) {
     return json_string_value(json_object_get(rec, field));
 }
 
-json_t *shop_wallet_view(const char *wallet_id, const char *user_id, const char *currency, int64_t balance) {
-    return json_pack("{s:s, s:s, s:s, s:I}", "id", wallet_id, "userId", user_id, "currency", currency, "balanceMinor",
-                     (json_int_t)balance);
+json_t *shop_wallet_view(const char *wallet_id, const char *user_id, const char *currency,
+                         int64_t balance) {
+    return json_pack("{s:s, s:s, s:s, s:I}", "id", wallet_id, "userId", user_id, "currency",
+                     currency, "balanceMinor", (json_int_t)balance);
 }
 
 /* ---- the call ---- */
@@ -418,9 +459,10 @@ static int check_fields(shop_ctx_t *c, const proc_t *p) {
 static int commit(shop_ctx_t *c) {
     if (c->idem_id) {
         shop_tx_insert(c, B_IDEM,
-                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", c->idem_id, "userId", c->user_id, "procedure",
-                                 c->proc, "inputHash", c->idem_hash, "result", c->result ? c->result : "null",
-                                 "createdAt", (json_int_t)c->now));
+                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", c->idem_id, "userId",
+                                 c->user_id, "procedure", c->proc, "inputHash", c->idem_hash,
+                                 "result", c->result ? c->result : "null", "createdAt",
+                                 (json_int_t)c->now));
     }
     if (json_array_size(c->ops) == 0) return 0;
     buf_t scratch;
@@ -428,7 +470,8 @@ static int commit(shop_ctx_t *c) {
     int rc = store_transaction(c->s->st, c->ops, &scratch, c->err);
     buf_cleanup(&scratch);
     if (rc < 0)
-        log_warn("shop.commit_failed", "proc=%s user=%s code=%s", c->proc, c->user_id, err_code_name(c->err->code));
+        log_warn("shop.commit_failed", "proc=%s user=%s code=%s", c->proc, c->user_id,
+                 err_code_name(c->err->code));
     return rc;
 }
 
@@ -443,14 +486,15 @@ static void emit_events(shop_ctx_t *c) {
     }
 }
 
-int shop_call(shop_t *s, const shop_caller_t *caller, const char *name, const json_t *input, buf_t *out,
-              err_t *err) {
+int shop_call(shop_t *s, const shop_caller_t *caller, const char *name, const json_t *input,
+              buf_t *out, err_t *err) {
     if (!caller || !caller->user_id || !*caller->user_id) {
         err_set(err, ERR_UNAUTHORIZED, "Authentication required");
         return -1;
     }
     if (strlen(caller->user_id) > SHOP_MAX_USER_ID) {
-        err_set(err, ERR_FORBIDDEN, "User id too long for the shop (at most %d bytes)", SHOP_MAX_USER_ID);
+        err_set(err, ERR_FORBIDDEN, "User id too long for the shop (at most %d bytes)",
+                SHOP_MAX_USER_ID);
         return -1;
     }
     const proc_t *p = proc_find(name);
@@ -483,7 +527,8 @@ int shop_call(shop_t *s, const shop_caller_t *caller, const char *name, const js
     if (rc == 0) buf_append_str(out, c.result ? c.result : "null");
     if (committed) {
         emit_events(&c);
-        log_debug("shop.call", "proc=%s user=%s writes=%zu", p->name, c.user_id, json_array_size(c.ops));
+        log_debug("shop.call", "proc=%s user=%s writes=%zu", p->name, c.user_id,
+                  json_array_size(c.ops));
     }
     json_decref(c.ops);
     json_decref(c.events);

@@ -48,8 +48,11 @@ void shop_free(shop_t *s); /* NULL is fine */
  * customer shipping an order), VALIDATION_ERROR (bad input, naming the field),
  * NOT_FOUND (unknown product/order), CONFLICT with details.reason
  * (insufficient_stock {productId, available}, insufficient_funds, no_fx_rate,
- * invalid_transition, idempotency_key_reused, product_inactive), and the unknown
- * procedure → UNKNOWN_OPERATION `Unknown procedure "<name>"`. */
+ * invalid_transition, idempotency_key_reused, product_inactive, cart_empty, cart_full),
+ * and the unknown procedure → UNKNOWN_OPERATION `Unknown procedure "<name>"`. All writes
+ * of one call are one store transaction; on failure nothing is written and nothing is
+ * appended to out. Events are emitted after the commit. Loop thread only.
+ * Procedures and their inputs: docs/ecommerce.md. */
 int shop_call(shop_t *s, const shop_caller_t *caller, const char *name, const json_t *input,
               buf_t *out, err_t *err);
 

@@ -24,13 +24,13 @@
 #include "shop/order.h"
 #include "shop/shop.h"
 
-#define SHOP_MAX_LINES 100         /* distinct products in a cart or a checkout */
-#define SHOP_MAX_QUANTITY 999      /* per line */
-#define SHOP_MAX_ID 200            /* bytes of a product, order or user id in an input */
-#define SHOP_MAX_USER_ID 256       /* bytes of the caller's user id (from the session) */
-#define SHOP_KEY_BUF 512           /* room for "<userId>:<productId>" and wallet ids */
-#define SHOP_MAX_IDEM_KEY 128      /* bytes of an idempotency key */
-#define SHOP_MAX_REASON 500        /* bytes of a cancellation reason */
+#define SHOP_MAX_LINES 100    /* distinct products in a cart or a checkout */
+#define SHOP_MAX_QUANTITY 999 /* per line */
+#define SHOP_MAX_ID 200       /* bytes of a product, order or user id in an input */
+#define SHOP_MAX_USER_ID 256  /* bytes of the caller's user id (from the session) */
+#define SHOP_KEY_BUF 512      /* room for "<userId>:<productId>" and wallet ids */
+#define SHOP_MAX_IDEM_KEY 128 /* bytes of an idempotency key */
+#define SHOP_MAX_REASON 500   /* bytes of a cancellation reason */
 #define SHOP_DEFAULT_MAX_TOPUP INT64_C(100000000) /* 1 000 000.00 in a 2-decimal currency */
 
 /* Bucket names, as config/ecommerce.json defines them. */
@@ -90,13 +90,14 @@ int shop_proc_transfer(shop_ctx_t *c);
 /* ---- input checks: return 1 (present and valid), 0 (absent, optional), -1 (err set:
  * VALIDATION_ERROR with the protocol's message pattern and details {"field"}) ---- */
 
-int shop_in_string(shop_ctx_t *c, const json_t *obj, const char *field, const char *label, bool required,
-                   size_t max_len, const char **out);
-int shop_in_int(shop_ctx_t *c, const json_t *obj, const char *field, const char *label, bool required,
-                int64_t max, int64_t *out);
+int shop_in_string(shop_ctx_t *c, const json_t *obj, const char *field, const char *label,
+                   bool required, size_t max_len, const char **out);
+int shop_in_int(shop_ctx_t *c, const json_t *obj, const char *field, const char *label,
+                bool required, int64_t max, int64_t *out);
 int shop_in_currency(shop_ctx_t *c, const char *field, bool required, const char **out);
 int shop_in_idem_key(shop_ctx_t *c, const char **out);
-int shop_invalid(shop_ctx_t *c, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int shop_invalid(shop_ctx_t *c, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- errors with details ---- */
 
@@ -126,8 +127,8 @@ void shop_tx_ledger(shop_ctx_t *c, const char *wallet_id, const char *user_id, c
                     int64_t amount_minor, int64_t balance_after, const char *kind, json_t *extra);
 /* Sets a wallet's balance: updates `wallet` (the stored record) or, when it is NULL,
  * inserts a new wallet {id, userId, currency, balanceMinor}. */
-void shop_tx_wallet_set(shop_ctx_t *c, const json_t *wallet, const char *wallet_id, const char *user_id,
-                        const char *currency, int64_t balance);
+void shop_tx_wallet_set(shop_ctx_t *c, const json_t *wallet, const char *wallet_id,
+                        const char *user_id, const char *currency, int64_t balance);
 /* Queues an event to emit after the commit. `data` is taken. */
 void shop_event(shop_ctx_t *c, const char *topic, json_t *data);
 /* Sets the call's result (taken). */
@@ -148,7 +149,8 @@ void shop_wallet_id(const char *user_id, const char *currency, char *out, size_t
 int64_t shop_int_field(const json_t *rec, const char *field);
 const char *shop_str_field(const json_t *rec, const char *field);
 /* Builds the wallet's public view {id, userId, currency, balanceMinor}. */
-json_t *shop_wallet_view(const char *wallet_id, const char *user_id, const char *currency, int64_t balance);
+json_t *shop_wallet_view(const char *wallet_id, const char *user_id, const char *currency,
+                         int64_t balance);
 /* The caller's cart view {items:[…], totals:[…]} from stored cart lines. */
 int shop_cart_view(shop_ctx_t *c, json_t **out);
 

@@ -53,6 +53,8 @@ const QUERIES = {
   'other-all': { bucket: 'other', op: 'all' },
   'in-cats': { bucket: 'products', op: 'where', filter: { category: { $in: '$params.cats' } } },
   'first-n': { bucket: 'products', op: 'first', n: '$params.n' },
+  'burst-all': { bucket: 'burst', op: 'all' },
+  'burst-sum': { bucket: 'burst', op: 'sum', field: 'v' },
   'my-products': { bucket: 'products', op: 'where', filter: { title: '$session.userId' } },
 };
 
@@ -62,7 +64,7 @@ before(async () => {
   srv = await startStore(
     shopConfig({
       buckets: {
-        mbucket: SIMPLE(), fan: SIMPLE(), gone: SIMPLE(), gone2: SIMPLE(), keyed: SIMPLE(), unsub: SIMPLE(), other: SIMPLE(),
+        burst: SIMPLE(), mbucket: SIMPLE(), fan: SIMPLE(), gone: SIMPLE(), gone2: SIMPLE(), keyed: SIMPLE(), unsub: SIMPLE(), other: SIMPLE(),
       },
       queries: QUERIES,
       seed: {
@@ -70,6 +72,7 @@ before(async () => {
         mbucket: [{ id: 'm1', v: 1 }, { id: 'm2', v: 2 }],
         fan: [{ id: 'f1', v: 1 }],
         keyed: [{ id: 'k1', v: 1 }, { id: 'k2', v: 2 }],
+        burst: [{ id: 'b0', v: 0 }, { id: 'b1', v: 0 }, { id: 'b2', v: 0 }, { id: 'b3', v: 0 }],
       },
     }),
   );
@@ -563,6 +566,46 @@ describe('definitions changing under live subscriptions', () => {
       await c.ok('store.defineQuery', { name: 'redef', config: { bucket: 'products', op: 'first', n: 1 } });
       const fresh = await b.ok('store.subscribe', { query: 'redef' });
       assert.deepEqual(fresh.data, await c.ok('store.first', { bucket: 'products', n: 1 }), 'initial result of the redefined query');
+    });
+  });
+});
+
+describe('under concurrent writes', () => {
+  test('4 writers × 50 updates: every subscriber ends on the final result; no push repeats the previous one', { timeout: 15000 }, async () => {
+    await withClients(8, async (cs) => {
+      const subscribers = cs.slice(0, 4);
+      const writers = cs.slice(4);
+      const subs = [];
+      for (const s of subscribers) {
+        subs.push([s, 'burst-all', await s.ok('store.subscribe', { query: 'burst-all' })]);
+        subs.push([s, 'burst-sum', await s.ok('store.subscribe', { query: 'burst-sum' })]);
+      }
+      await Promise.all(
+        writers.map(async (w, wi) => {
+          for (let i = 1; i <= 50; i++) {
+            if (i % 10 === 0) {
+              await w.ok('store.transaction', { operations: [
+                { op: 'update', bucket: 'burst', key: `b${wi}`, data: { v: i } },
+                { op: 'update', bucket: 'burst', key: `b${(wi + 1) % 4}`, data: { tag: `w${wi}-${i}` } },
+              ] });
+            } else {
+              await w.ok('store.update', { bucket: 'burst', key: `b${wi}`, data: { v: i } });
+            }
+          }
+        }),
+      );
+      const finalAll = await c.ok('store.all', { bucket: 'burst' });
+      const finalSum = await c.ok('store.sum', { bucket: 'burst', field: 'v' });
+      assert.equal(finalSum, 200);
+      await sleep(300);
+      for (const [s, query, sub] of subs) {
+        const mine = s.pushes.filter((p) => p.subscriptionId === sub.subscriptionId);
+        const seq = [sub.data, ...mine.map((p) => p.data)];
+        for (let i = 1; i < seq.length; i++) {
+          assert.notDeepEqual(seq[i], seq[i - 1], `${query} ${sub.subscriptionId}: push ${i} repeats the previous result`);
+        }
+        assert.deepEqual(seq[seq.length - 1], query === 'burst-all' ? finalAll : finalSum, `${query}: last result is not the final state`);
+      }
     });
   });
 });

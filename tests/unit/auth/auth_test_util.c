@@ -238,7 +238,9 @@ void tu_result_cb(void *udata, int status, auth_identity_t *id, const err_t *err
     }
 }
 
-void tu_result_cleanup(tu_result_t *r) { auth_identity_cleanup(&r->id); }
+void tu_result_cleanup(tu_result_t *r) {
+    auth_identity_cleanup(&r->id);
+}
 
 auth_t *tu_auth(uv_loop_t *loop, const char *json_text) {
     tu_main_thread = pthread_self();
@@ -368,7 +370,9 @@ tu_http_t *tu_http_start(tu_http_mode_t mode, const char *body) {
     return s;
 }
 
-int tu_http_port(const tu_http_t *s) { return s->port; }
+int tu_http_port(const tu_http_t *s) {
+    return s->port;
+}
 
 int tu_http_stop(tu_http_t *s) {
     atomic_store(&s->stop, 1);

@@ -55,9 +55,9 @@ tu_result_t tu_verify(auth_t *a, const char *token, int64_t now_ms);
 /* ---- a tiny HTTP server ---- */
 
 typedef enum {
-    TU_HTTP_JWKS,    /* 200 with the body */
-    TU_HTTP_SILENT,  /* reads the request and never answers */
-    TU_HTTP_HUGE,    /* 200 and 2 MiB without Content-Length */
+    TU_HTTP_JWKS,   /* 200 with the body */
+    TU_HTTP_SILENT, /* reads the request and never answers */
+    TU_HTTP_HUGE,   /* 200 and 2 MiB without Content-Length */
     TU_HTTP_STATUS_500,
 } tu_http_mode_t;
 

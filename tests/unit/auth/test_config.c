@@ -42,8 +42,10 @@ static void expect_jwks_error(const char *jwks_text, const char *message) {
     snprintf(cfg, sizeof cfg, "{\"jwt\":{\"jwksFile\":\"%s\"}}", path);
     /* "{path}" in the expected message stands for the temporary file's name. */
     const char *at = strstr(message, "{path}");
-    if (at) snprintf(want, sizeof want, "%.*s%s%s", (int)(at - message), message, path, at + 6);
-    else snprintf(want, sizeof want, "%s", message);
+    if (at)
+        snprintf(want, sizeof want, "%.*s%s%s", (int)(at - message), message, path, at + 6);
+    else
+        snprintf(want, sizeof want, "%s", message);
     expect_error(cfg, want);
     unlink(path);
     free(path);
@@ -69,19 +71,21 @@ Test(auth_config, full_configuration_is_accepted) {
     json_t *jwk = tu_jwk(ec, "k1");
     char *path = tu_write_jwks(&jwk, 1);
     char cfg[2048];
-    snprintf(cfg, sizeof cfg,
-             "{\"required\":false,"
-             "\"tokens\":{\"customer-token-alice\":{\"userId\":\"user-alice\",\"roles\":[\"customer\"]},"
-             "\"admin-token\":{\"userId\":\"admin-1\",\"roles\":[\"admin\"],\"expiresAt\":4102444800000},"
-             "\"no-roles\":{\"userId\":\"nobody\",\"roles\":[]}},"
-             "\"jwt\":{\"issuer\":\"https://id.shop\",\"audience\":[\"shopd\",\"admin\"],"
-             "\"algorithms\":[\"ES256\",\"HS256\",\"EdDSA\"],\"secret\":" S ",\"jwksFile\":\"%s\","
-             "\"rolesClaim\":\"roles\",\"clockSkewSec\":0},"
-             "\"permissions\":{\"default\":\"deny\",\"rules\":[{\"role\":\"admin\",\"allow\":\"*\"},"
-             "{\"role\":\"customer\",\"allow\":[\"store.get\",\"rules.*\"],\"buckets\":[\"products\"],"
-             "\"topics\":[\"order.*\",\"product:*:low\"],\"match\":{\"data.userId\":\"$session.userId\","
-             "\"params.n\":[1,{\"a\":null}]},\"owner\":\"userId\"}]}}",
-             path);
+    snprintf(
+        cfg, sizeof cfg,
+        "{\"required\":false,"
+        "\"tokens\":{\"customer-token-alice\":{\"userId\":\"user-alice\",\"roles\":[\"customer\"]},"
+        "\"admin-token\":{\"userId\":\"admin-1\",\"roles\":[\"admin\"],\"expiresAt\":4102444800000}"
+        ","
+        "\"no-roles\":{\"userId\":\"nobody\",\"roles\":[]}},"
+        "\"jwt\":{\"issuer\":\"https://id.shop\",\"audience\":[\"shopd\",\"admin\"],"
+        "\"algorithms\":[\"ES256\",\"HS256\",\"EdDSA\"],\"secret\":" S ",\"jwksFile\":\"%s\","
+        "\"rolesClaim\":\"roles\",\"clockSkewSec\":0},"
+        "\"permissions\":{\"default\":\"deny\",\"rules\":[{\"role\":\"admin\",\"allow\":\"*\"},"
+        "{\"role\":\"customer\",\"allow\":[\"store.get\",\"rules.*\"],\"buckets\":[\"products\"],"
+        "\"topics\":[\"order.*\",\"product:*:low\"],\"match\":{\"data.userId\":\"$session.userId\","
+        "\"params.n\":[1,{\"a\":null}]},\"owner\":\"userId\"}]}}",
+        path);
     auth_t *a = tu_auth(NULL, cfg);
     cr_expect_not(auth_required(a));
     cr_expect(auth_has_policy(a));
@@ -96,7 +100,8 @@ Test(auth_config, full_configuration_is_accepted) {
 Test(auth_config, top_level_shape) {
     expect_error("[]", "config: $.auth: must be an object");
     expect_error("{}", "config: $.auth: needs \"tokens\" or \"jwt\" (no way to log in)");
-    expect_error("{\"required\":\"yes\",\"tokens\":{}}", "config: $.auth.required: must be true or false");
+    expect_error("{\"required\":\"yes\",\"tokens\":{}}",
+                 "config: $.auth.required: must be true or false");
     expect_error("{\"tokenz\":{}}", "config: $.auth.tokenz: unknown field");
 }
 
@@ -110,8 +115,9 @@ Test(auth_config, static_tokens_table) {
                  "config: $.auth.tokens.t1.roles: must be a non-empty array of strings");
     expect_error("{\"tokens\":{\"t1\":{\"userId\":\"u\",\"roles\":[\"a\",3]}}}",
                  "config: $.auth.tokens.t1.roles[1]: must be a non-empty string");
-    expect_error("{\"tokens\":{\"t1\":{\"userId\":\"u\",\"expiresAt\":\"soon\"}}}",
-                 "config: $.auth.tokens.t1.expiresAt: must be a non-negative integer (ms since the epoch)");
+    expect_error(
+        "{\"tokens\":{\"t1\":{\"userId\":\"u\",\"expiresAt\":\"soon\"}}}",
+        "config: $.auth.tokens.t1.expiresAt: must be a non-negative integer (ms since the epoch)");
     expect_error("{\"tokens\":{\"t1\":{\"userId\":\"u\",\"user\":\"x\"}}}",
                  "config: $.auth.tokens.t1.user: unknown field");
     expect_error("{\"tokens\":{\"a.b\":5}}", "config: $.auth.tokens[\"a.b\"]: must be an object");
@@ -168,8 +174,8 @@ Test(auth_config, hs256_needs_a_symmetric_key) {
     json_t *jwk = tu_jwk(ec, "k1");
     char *path = tu_write_jwks(&jwk, 1);
     char cfg[512];
-    snprintf(cfg, sizeof cfg, "{\"jwt\":{\"jwksFile\":\"%s\",\"algorithms\":[\"ES256\",\"HS256\"]}}",
-             path);
+    snprintf(cfg, sizeof cfg,
+             "{\"jwt\":{\"jwksFile\":\"%s\",\"algorithms\":[\"ES256\",\"HS256\"]}}", path);
     expect_error(cfg, "config: $.auth.jwt.algorithms[1]: HS256 needs \"secret\" (or an \"oct\" key "
                       "in jwksFile)");
     json_decref(jwk);
@@ -179,9 +185,10 @@ Test(auth_config, hs256_needs_a_symmetric_key) {
 }
 
 Test(auth_config, jwks_file_must_be_readable_and_valid) {
-    expect_error("{\"jwt\":{\"jwksFile\":\"/nonexistent/jwks.json\"}}",
-                 "config: $.auth.jwt.jwksFile: cannot read \"/nonexistent/jwks.json\": No such file "
-                 "or directory");
+    expect_error(
+        "{\"jwt\":{\"jwksFile\":\"/nonexistent/jwks.json\"}}",
+        "config: $.auth.jwt.jwksFile: cannot read \"/nonexistent/jwks.json\": No such file "
+        "or directory");
     expect_error("{\"jwt\":{\"jwksFile\":\"\"}}",
                  "config: $.auth.jwt.jwksFile: must be a non-empty string");
     char *path = tu_write_temp("{\"keys\":[");
@@ -190,12 +197,14 @@ Test(auth_config, jwks_file_must_be_readable_and_valid) {
     expect_error_prefix(cfg, "config: $.auth.jwt.jwksFile: not JSON");
     unlink(path);
     free(path);
-    expect_jwks_error("{\"keys\":{}}",
-                      "config: $.auth.jwt.jwksFile: a JWKS must be an object with a \"keys\" array");
+    expect_jwks_error(
+        "{\"keys\":{}}",
+        "config: $.auth.jwt.jwksFile: a JWKS must be an object with a \"keys\" array");
     expect_jwks_error("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}]}",
                       "config: $.auth.jwt.jwksFile: keys[0]: invalid EC key");
-    expect_jwks_error("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
-                      "config: $.auth.jwt.jwksFile: keys[0]: Ed25519 \"x\" must be 32 bytes of base64url");
+    expect_jwks_error(
+        "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
+        "config: $.auth.jwt.jwksFile: keys[0]: Ed25519 \"x\" must be 32 bytes of base64url");
     expect_jwks_error("{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2hvcnQ\"}]}",
                       "config: $.auth.jwt.jwksFile: keys[0]: \"oct\" key shorter than 32 bytes");
     expect_jwks_error("{\"keys\":[{\"kid\":\"a\"}]}",
@@ -225,7 +234,8 @@ Test(auth_config, jwks_file_key_rules) {
     json_object_set_new(jwk, "alg", json_string("HS256"));
     text = json_dumps(jwk, JSON_COMPACT);
     snprintf(doc, sizeof doc, "{\"keys\":[%s]}", text);
-    expect_jwks_error(doc, "config: $.auth.jwt.jwksFile: keys[0]: \"alg\" HS256 does not fit kty \"EC\"");
+    expect_jwks_error(
+        doc, "config: $.auth.jwt.jwksFile: keys[0]: \"alg\" HS256 does not fit kty \"EC\"");
     free(text);
     json_decref(jwk);
     EVP_PKEY_free(ec);
@@ -237,7 +247,8 @@ Test(auth_config, permission_rules_shape) {
     expect_error(T "{\"rule\":[]}}", "config: $.auth.permissions.rule: unknown field");
     expect_error(T "{\"default\":\"maybe\"}}",
                  "config: $.auth.permissions.default: must be \"allow\" or \"deny\"");
-    expect_error(T "{\"rules\":{}}}", "config: $.auth.permissions.rules: must be an array of rules");
+    expect_error(T "{\"rules\":{}}}",
+                 "config: $.auth.permissions.rules: must be an array of rules");
     expect_error(T "{\"rules\":[5]}}", "config: $.auth.permissions.rules[0]: must be an object");
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\"},{\"allow\":\"*\"}]}}",
                  "config: $.auth.permissions.rules[1].role: must be a non-empty string");
@@ -255,8 +266,9 @@ Test(auth_config, permission_rules_shape) {
                  "(use \"*\", \"ns.*\" or \"ns.op\")");
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":[]}]}}",
                  "config: $.auth.permissions.rules[0].allow: must be a non-empty array of strings");
-    expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"buckets\":\"products\"}]}}",
-                 "config: $.auth.permissions.rules[0].buckets: must be a non-empty array of strings");
+    expect_error(
+        T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"buckets\":\"products\"}]}}",
+        "config: $.auth.permissions.rules[0].buckets: must be a non-empty array of strings");
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"buckets\":[\"a\",\"\"]}]}}",
                  "config: $.auth.permissions.rules[0].buckets[1]: must be a non-empty string");
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"topics\":[\"order.*x\"]}]}}",
@@ -267,9 +279,10 @@ Test(auth_config, permission_rules_shape) {
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"match\":{\"data..x\":1}}]}}",
                  "config: $.auth.permissions.rules[0].match[\"data..x\"]: must be a dotted "
                  "request path like \"data.userId\"");
-    expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"match\":{\"key\":\"$session.id\"}}]}}",
-                 "config: $.auth.permissions.rules[0].match.key: unknown session value "
-                 "\"$session.id\" (only \"$session.userId\")");
+    expect_error(
+        T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"match\":{\"key\":\"$session.id\"}}]}}",
+        "config: $.auth.permissions.rules[0].match.key: unknown session value "
+        "\"$session.id\" (only \"$session.userId\")");
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"owner\":5}]}}",
                  "config: $.auth.permissions.rules[0].owner: must be a non-empty field name");
     expect_error(T "{\"rules\":[{\"role\":\"a\",\"allow\":\"*\",\"deny\":\"store.delete\"}]}}",

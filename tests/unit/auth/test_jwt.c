@@ -196,7 +196,8 @@ Test(auth_jwt, audience_may_be_a_string_or_an_array) {
 }
 
 Test(auth_jwt, configured_audience_list_accepts_any_member) {
-    auth_t *a = tu_auth(NULL, "{\"jwt\":{\"secret\":\"" TU_SECRET "\",\"audience\":[\"a\",\"b\"]}}");
+    auth_t *a =
+        tu_auth(NULL, "{\"jwt\":{\"secret\":\"" TU_SECRET "\",\"audience\":[\"a\",\"b\"]}}");
     char *tok = hs_token("{\"aud\":\"b\",\"sub\":\"u\"}");
     tu_result_t r = tu_verify(a, tok, TU_NOW_MS);
     cr_expect_eq(r.status, 0, "%s", r.msg);
@@ -271,7 +272,8 @@ Test(auth_jwt, alg_none_is_refused) {
 }
 
 Test(auth_jwt, algorithm_outside_the_list_is_refused) {
-    auth_t *a = tu_auth(NULL, "{\"jwt\":{\"secret\":\"" TU_SECRET "\",\"algorithms\":[\"HS256\"]}}");
+    auth_t *a =
+        tu_auth(NULL, "{\"jwt\":{\"secret\":\"" TU_SECRET "\",\"algorithms\":[\"HS256\"]}}");
     EVP_PKEY *ec = tu_key_ec();
     char *tok = tu_jwt_sign(ec, "ES256", "{\"alg\":\"ES256\"}", "{\"sub\":\"u\"}");
     expect_invalid(a, tok, "ES256 not configured");
@@ -286,8 +288,8 @@ Test(auth_jwt, algorithm_outside_the_list_is_refused) {
 Test(auth_jwt, crit_header_is_refused) {
     auth_t *a = tu_auth(NULL, hs_config);
     char *claims = claims_with("");
-    char *tok = tu_jwt_hmac("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", claims, TU_SECRET,
-                            strlen(TU_SECRET));
+    char *tok =
+        tu_jwt_hmac("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", claims, TU_SECRET, strlen(TU_SECRET));
     expect_invalid(a, tok, "crit");
     free(tok);
     free(claims);
@@ -458,8 +460,10 @@ static auth_t *jwks_auth(const keyring_t *k, const char *extra) {
 
 static void expect_valid_signed(auth_t *a, EVP_PKEY *key, const char *alg, const char *kid) {
     char header[128];
-    if (kid) snprintf(header, sizeof header, "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
-    else snprintf(header, sizeof header, "{\"alg\":\"%s\"}", alg);
+    if (kid)
+        snprintf(header, sizeof header, "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
+    else
+        snprintf(header, sizeof header, "{\"alg\":\"%s\"}", alg);
     char *tok = tu_jwt_sign(key, alg, header, "{\"sub\":\"user-9\",\"roles\":[\"admin\"]}");
     tu_result_t r = tu_verify(a, tok, TU_NOW_MS);
     cr_expect_eq(r.status, 0, "%s kid=%s: %s", alg, kid ? kid : "-", r.msg);

@@ -45,7 +45,8 @@ static const char shop_policy[] =
     "\"store.subscribe\"],\"buckets\":[\"products\"]},"
     "{\"role\":\"customer\",\"allow\":[\"store.get\",\"store.all\",\"store.insert\"],"
     "\"buckets\":[\"orders\"],\"owner\":\"userId\"},"
-    "{\"role\":\"customer\",\"allow\":[\"rules.emit\",\"rules.subscribe\"],\"topics\":[\"order.*\"]},"
+    "{\"role\":\"customer\",\"allow\":[\"rules.emit\",\"rules.subscribe\"],\"topics\":[\"order.*\"]"
+    "},"
     "{\"role\":\"customer\",\"allow\":\"store.update\",\"buckets\":[\"users\"],"
     "\"match\":{\"key\":\"$session.userId\"}}]}";
 
@@ -196,8 +197,8 @@ Test(auth_policy, bucket_star_means_any_bucket) {
 Test(auth_policy, match_session_user_id) {
     auth_t *a = policy_auth("true", shop_policy);
     auth_identity_t alice = who("user-alice", "customer", NULL);
-    cr_expect(permit(a, &alice, "store.update", "users", "{\"bucket\":\"users\",\"key\":\"user-alice\"}",
-                     NULL));
+    cr_expect(permit(a, &alice, "store.update", "users",
+                     "{\"bucket\":\"users\",\"key\":\"user-alice\"}", NULL));
     cr_expect_not(permit(a, &alice, "store.update", "users",
                          "{\"bucket\":\"users\",\"key\":\"user-bob\"}", NULL));
     cr_expect_not(permit(a, &alice, "store.update", "users", "{\"bucket\":\"users\"}", NULL),
@@ -208,10 +209,9 @@ Test(auth_policy, match_session_user_id) {
 }
 
 Test(auth_policy, match_nested_paths_and_literals) {
-    const char *pol =
-        "{\"rules\":[{\"role\":\"r\",\"allow\":\"store.insert\",\"match\":{"
-        "\"data.userId\":\"$session.userId\",\"data.region\":\"eu\",\"data.qty\":1,"
-        "\"data.items.0.gift\":false}}]}";
+    const char *pol = "{\"rules\":[{\"role\":\"r\",\"allow\":\"store.insert\",\"match\":{"
+                      "\"data.userId\":\"$session.userId\",\"data.region\":\"eu\",\"data.qty\":1,"
+                      "\"data.items.0.gift\":false}}]}";
     auth_t *a = policy_auth("true", pol);
     auth_identity_t r = who("u1", "r", NULL);
     cr_expect(permit(a, &r, "store.insert", "orders",

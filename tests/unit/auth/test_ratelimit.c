@@ -52,7 +52,8 @@ Test(auth_ratelimit, refused_requests_are_not_counted) {
 Test(auth_ratelimit, seed_step_10_retry_after) {
     ratelimit_t *rl = rl_make("{\"maxRequests\":100,\"windowMs\":60000}");
     uint64_t t0 = 1706745600000ull;
-    for (int i = 0; i < 100; i++) cr_assert_eq(ratelimit_hit(rl, "user-alice", t0 + (uint64_t)i * 450), 0);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(ratelimit_hit(rl, "user-alice", t0 + (uint64_t)i * 450), 0);
     cr_expect_eq(ratelimit_hit(rl, "user-alice", t0 + 45000), 15000);
     ratelimit_free(rl);
 }

@@ -26,7 +26,8 @@ Test(auth_tokens, static_token_gives_its_identity) {
     buf_t out;
     buf_init(&out, 0);
     auth_identity_write(&r.id, &out);
-    cr_expect_str_eq(buf_cstr(&out), "{\"userId\":\"user-alice\",\"roles\":[\"customer\"],\"expiresAt\":null}");
+    cr_expect_str_eq(buf_cstr(&out),
+                     "{\"userId\":\"user-alice\",\"roles\":[\"customer\"],\"expiresAt\":null}");
     buf_cleanup(&out);
     tu_result_cleanup(&r);
     auth_free(a);
@@ -45,7 +46,8 @@ Test(auth_tokens, static_token_expiry) {
     buf_t out;
     buf_init(&out, 0);
     auth_identity_write(&r.id, &out);
-    cr_expect_str_eq(buf_cstr(&out), "{\"userId\":\"temp\",\"roles\":[],\"expiresAt\":1700000086400000}");
+    cr_expect_str_eq(buf_cstr(&out),
+                     "{\"userId\":\"temp\",\"roles\":[],\"expiresAt\":1700000086400000}");
     buf_cleanup(&out);
     tu_result_cleanup(&r);
     r = tu_verify(a, "day-token", 1700000086400000LL);
@@ -55,7 +57,8 @@ Test(auth_tokens, static_token_expiry) {
 
 Test(auth_tokens, unknown_and_odd_tokens_are_invalid) {
     auth_t *a = tu_auth(NULL, tokens_config);
-    const char *bad[] = {"", "customer-token-alic", "customer-token-alice ", "CUSTOMER-TOKEN-ALICE"};
+    const char *bad[] = {"", "customer-token-alic", "customer-token-alice ",
+                         "CUSTOMER-TOKEN-ALICE"};
     for (size_t i = 0; i < 4; i++) {
         tu_result_t r = tu_verify(a, bad[i], TU_NOW_MS);
         cr_expect_eq(r.status, -1, "\"%s\"", bad[i]);
@@ -76,8 +79,8 @@ Test(auth_tokens, static_tokens_are_looked_up_before_jwt) {
     tu_result_t r = tu_verify(a, "dev", TU_NOW_MS);
     cr_expect_eq(r.status, 0, "%s", r.msg);
     tu_result_cleanup(&r);
-    char *tok = tu_jwt_hmac("{\"alg\":\"HS256\"}", "{\"sub\":\"jwt-user\"}", TU_SECRET,
-                            strlen(TU_SECRET));
+    char *tok =
+        tu_jwt_hmac("{\"alg\":\"HS256\"}", "{\"sub\":\"jwt-user\"}", TU_SECRET, strlen(TU_SECRET));
     r = tu_verify(a, tok, TU_NOW_MS);
     cr_expect_eq(r.status, 0, "%s", r.msg);
     cr_expect_str_eq(r.id.user_id, "jwt-user");
@@ -92,18 +95,22 @@ Test(auth_tokens, identity_json_escapes_strings) {
     buf_t out;
     buf_init(&out, 0);
     auth_identity_write(&id, &out);
-    cr_expect_str_eq(buf_cstr(&out), "{\"userId\":\"u\\n1\",\"roles\":[\"a\\\"b\",\"c\\\\d\"],\"expiresAt\":5}");
+    cr_expect_str_eq(buf_cstr(&out),
+                     "{\"userId\":\"u\\n1\",\"roles\":[\"a\\\"b\",\"c\\\\d\"],\"expiresAt\":5}");
     buf_cleanup(&out);
     cr_expect_not(auth_identity_has_role(NULL, "a"));
     auth_identity_cleanup(NULL);
 }
 
-static void capture_stderr(void) { cr_redirect_stderr(); }
+static void capture_stderr(void) {
+    cr_redirect_stderr();
+}
 
 Test(auth_tokens, failures_are_logged_with_a_reason_but_never_the_token, .init = capture_stderr) {
     log_setup(LOG_TEXT, LOG_DEBUG);
     auth_t *a = tu_auth(NULL, "{\"jwt\":{\"secret\":\"" TU_SECRET "\"}}");
-    char *tok = tu_jwt_hmac("{\"alg\":\"HS256\"}", "{\"sub\":\"u\"}", "wrong-secret-wrong-secret-wrong!!", 33);
+    char *tok = tu_jwt_hmac("{\"alg\":\"HS256\"}", "{\"sub\":\"u\"}",
+                            "wrong-secret-wrong-secret-wrong!!", 33);
     tu_result_t r = tu_verify(a, tok, TU_NOW_MS);
     cr_expect_eq(r.status, -1);
     auth_free(a);

@@ -57,7 +57,8 @@ static int64_t rate_ok(const char *text) {
 static void rate_bad(const char *text) {
     int64_t r = 42;
     err_t err = ERR_INIT;
-    cr_expect_eq(money_rate_parse(text, "rate", &r, &err), -1, "%s was accepted", text ? text : "(null)");
+    cr_expect_eq(money_rate_parse(text, "rate", &r, &err), -1, "%s was accepted",
+                 text ? text : "(null)");
     cr_expect_eq(err.code, ERR_VALIDATION, "%s", text ? text : "(null)");
     cr_expect_eq(r, 42, "out written on failure for %s", text ? text : "(null)");
     cr_expect(strstr(err.msg, "\"rate\"") != NULL, "%s", err.msg);
@@ -150,8 +151,8 @@ Test(money, formats_rates_without_trailing_zeros) {
 static int64_t conv(int64_t amount, const char *from, const char *to, const char *rate) {
     int64_t out = 0;
     err_t err = ERR_INIT;
-    cr_assert_eq(money_convert(amount, from, to, rate_ok(rate), &out, &err), 0, "%lld %s→%s @%s: %s",
-                 (long long)amount, from, to, rate, err.msg);
+    cr_assert_eq(money_convert(amount, from, to, rate_ok(rate), &out, &err), 0,
+                 "%lld %s→%s @%s: %s", (long long)amount, from, to, rate, err.msg);
     return out;
 }
 
@@ -163,13 +164,13 @@ Test(money, converts_between_two_decimal_currencies) {
 }
 
 Test(money, converts_across_different_minor_units) {
-    cr_expect_eq(conv(7999, "USD", "JPY", "148.5"), 11879);  /* 79.99 × 148.5 = 11878.515 */
+    cr_expect_eq(conv(7999, "USD", "JPY", "148.5"), 11879);     /* 79.99 × 148.5 = 11878.515 */
     cr_expect_eq(conv(16800, "JPY", "USD", "0.006734"), 11313); /* 113.1312 USD */
     cr_expect_eq(conv(16800, "JPY", "EUR", "0.006196"), 10409); /* 104.0928 EUR */
-    cr_expect_eq(conv(1, "JPY", "KWD", "0.002"), 2);          /* 0.002 KWD = 2 fils */
-    cr_expect_eq(conv(1250, "KWD", "USD", "3.25"), 406);       /* 1.250 × 3.25 = 4.0625 */
+    cr_expect_eq(conv(1, "JPY", "KWD", "0.002"), 2);            /* 0.002 KWD = 2 fils */
+    cr_expect_eq(conv(1250, "KWD", "USD", "3.25"), 406);        /* 1.250 × 3.25 = 4.0625 */
     cr_expect_eq(conv(1000, "BHD", "JPY", "400"), 400);
-    cr_expect_eq(conv(100, "USD", "BHD", "0.376"), 376);       /* 1 USD = 0.376 BHD = 376 fils */
+    cr_expect_eq(conv(100, "USD", "BHD", "0.376"), 376); /* 1 USD = 0.376 BHD = 376 fils */
 }
 
 Test(money, rounds_half_away_from_zero) {
@@ -181,23 +182,26 @@ Test(money, rounds_half_away_from_zero) {
     cr_expect_eq(conv(1, "USD", "EUR", "0.499999999"), 0);
     cr_expect_eq(conv(-1, "USD", "EUR", "0.499999999"), 0);
     cr_expect_eq(conv(1, "USD", "EUR", "0.500000001"), 1);
-    cr_expect_eq(conv(150, "USD", "JPY", "1"), 2);   /* 1.50 USD → 1.5 JPY → 2 */
+    cr_expect_eq(conv(150, "USD", "JPY", "1"), 2); /* 1.50 USD → 1.5 JPY → 2 */
     cr_expect_eq(conv(149, "USD", "JPY", "1"), 1);
     cr_expect_eq(conv(-150, "USD", "JPY", "1"), -2);
     cr_expect_eq(conv(1005, "KWD", "USD", "1"), 101); /* 1.005 → 100.5 cents → 101 */
     cr_expect_eq(conv(1004, "KWD", "USD", "1"), 100);
-    cr_expect_eq(conv(500, "KWD", "JPY", "1"), 1);    /* 0.5 yen → 1 */
+    cr_expect_eq(conv(500, "KWD", "JPY", "1"), 1); /* 0.5 yen → 1 */
     cr_expect_eq(conv(499, "KWD", "JPY", "1"), 0);
 }
 
 Test(money, converts_large_amounts_exactly) {
     cr_expect_eq(conv(MONEY_MAX_MINOR, "USD", "EUR", "1"), MONEY_MAX_MINOR);
-    cr_expect_eq(conv(MONEY_MAX_MINOR, "USD", "EUR", "0.5"), INT64_C(4503599627370496)); /* .5 rounds up */
+    cr_expect_eq(conv(MONEY_MAX_MINOR, "USD", "EUR", "0.5"),
+                 INT64_C(4503599627370496)); /* .5 rounds up */
     /* 4503599627370495 × 1.000000001 = 4503599631874094.627370495: a double cannot hold
      * this product exactly; the 128-bit computation can. */
-    cr_expect_eq(conv(INT64_C(4503599627370495), "USD", "EUR", "1.000000001"), INT64_C(4503599631874095));
+    cr_expect_eq(conv(INT64_C(4503599627370495), "USD", "EUR", "1.000000001"),
+                 INT64_C(4503599631874095));
     cr_expect_eq(conv(-MONEY_MAX_MINOR, "USD", "EUR", "0.5"), INT64_C(-4503599627370496));
-    cr_expect_eq(conv(INT64_C(9000000000), "JPY", "KWD", "1000"), INT64_C(9000000000000000)); /* 9·10^12 KWD */
+    cr_expect_eq(conv(INT64_C(9000000000), "JPY", "KWD", "1000"),
+                 INT64_C(9000000000000000));                    /* 9·10^12 KWD */
     cr_expect_eq(conv(1, "KWD", "JPY", "1000000000"), 1000000); /* 0.001 KWD × 10^9 */
 }
 

@@ -39,10 +39,12 @@ static void setup(void) {
     const char *name;
     json_t *def;
     json_object_foreach(json_object_get(cfg, "buckets"), name, def) {
-        cr_assert_eq(store_define_bucket(st, name, def, false, &err), 0, "bucket %s: %s", name, err.msg);
+        cr_assert_eq(store_define_bucket(st, name, def, false, &err), 0, "bucket %s: %s", name,
+                     err.msg);
     }
     json_object_foreach(json_object_get(cfg, "queries"), name, def) {
-        cr_assert_eq(store_define_query(st, name, def, false, &err), 0, "query %s: %s", name, err.msg);
+        cr_assert_eq(store_define_query(st, name, def, false, &err), 0, "query %s: %s", name,
+                     err.msg);
     }
     int n = store_seed(st, json_object_get(cfg, "seed"), &err);
     cr_assert_gt(n, 0, "seed: %s", err.msg);
@@ -76,7 +78,8 @@ static shop_caller_t who(const char *user) {
 }
 
 /* Runs a procedure; returns rc, fills *result (parsed, owned) or *err. */
-static int run(const char *user, const char *proc, const char *input_json, json_t **result, err_t *err) {
+static int run(const char *user, const char *proc, const char *input_json, json_t **result,
+               err_t *err) {
     json_t *input = input_json ? json_loads(input_json, JSON_DECODE_ANY, NULL) : NULL;
     cr_assert(input_json == NULL || input != NULL, "bad JSON %s", input_json);
     shop_caller_t c = who(user);
@@ -100,7 +103,8 @@ static json_t *ok(const char *user, const char *proc, const char *input_json) {
     json_t *r = NULL;
     err_t err = ERR_INIT;
     int rc = run(user, proc, input_json, &r, &err);
-    cr_assert_eq(rc, 0, "%s %s %s: %s %s", user, proc, input_json ? input_json : "", err_code_name(err.code), err.msg);
+    cr_assert_eq(rc, 0, "%s %s %s: %s %s", user, proc, input_json ? input_json : "",
+                 err_code_name(err.code), err.msg);
     return r;
 }
 
@@ -110,25 +114,28 @@ static err_t fails(err_code_t code, const char *user, const char *proc, const ch
     err_t err = ERR_INIT;
     int rc = run(user, proc, input_json, &r, &err);
     cr_assert_eq(rc, -1, "%s %s %s succeeded", user, proc, input_json ? input_json : "");
-    cr_assert_eq(err.code, code, "%s %s: got %s %s", proc, input_json ? input_json : "", err_code_name(err.code),
-                 err.msg);
+    cr_assert_eq(err.code, code, "%s %s: got %s %s", proc, input_json ? input_json : "",
+                 err_code_name(err.code), err.msg);
     return err;
 }
 
-static void conflict(const char *reason, const char *user, const char *proc, const char *input_json) {
+static void conflict(const char *reason, const char *user, const char *proc,
+                     const char *input_json) {
     err_t err = fails(ERR_CONFLICT, user, proc, input_json);
     const char *got = json_string_value(json_object_get(err.details, "reason"));
     cr_expect_str_eq(got ? got : "(none)", reason, "%s", err.msg);
     err_clear(&err);
 }
 
-static void invalid(const char *message, const char *user, const char *proc, const char *input_json) {
+static void invalid(const char *message, const char *user, const char *proc,
+                    const char *input_json) {
     err_t err = fails(ERR_VALIDATION, user, proc, input_json);
     cr_expect_str_eq(err.msg, message);
     err_clear(&err);
 }
 
-static json_t *store_json(const char *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *store_json(const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static json_t *store_json(const char *op, const char *fmt, ...) {
     char req_text[1024];
     va_list ap;
@@ -165,8 +172,12 @@ static int64_t field_of(const char *bucket, const char *key, const char *field) 
     return v;
 }
 
-static int64_t stock(const char *product) { return field_of("products", product, "stock"); }
-static int64_t balance(const char *wallet) { return field_of("wallets", wallet, "balanceMinor"); }
+static int64_t stock(const char *product) {
+    return field_of("products", product, "stock");
+}
+static int64_t balance(const char *wallet) {
+    return field_of("wallets", wallet, "balanceMinor");
+}
 
 static int64_t count(const char *bucket, const char *filter_json) {
     json_t *n = store_json("count", "{\"bucket\":\"%s\",\"filter\":%s}", bucket, filter_json);
@@ -182,9 +193,13 @@ static void assert_ledger_matches_wallets(void) {
     json_t *w;
     json_array_foreach(wallets, i, w) {
         const char *id = json_string_value(json_object_get(w, "id"));
-        json_t *sum = store_json("sum", "{\"bucket\":\"ledger\",\"field\":\"amountMinor\",\"filter\":{\"walletId\":\"%s\"}}", id);
-        cr_expect_eq((int64_t)json_number_value(sum), int_of(w, "balanceMinor"), "wallet %s: ledger sum %g, balance %lld",
-                     id, json_number_value(sum), (long long)int_of(w, "balanceMinor"));
+        json_t *sum = store_json(
+            "sum",
+            "{\"bucket\":\"ledger\",\"field\":\"amountMinor\",\"filter\":{\"walletId\":\"%s\"}}",
+            id);
+        cr_expect_eq((int64_t)json_number_value(sum), int_of(w, "balanceMinor"),
+                     "wallet %s: ledger sum %g, balance %lld", id, json_number_value(sum),
+                     (long long)int_of(w, "balanceMinor"));
         json_decref(sum);
     }
     json_decref(wallets);
@@ -253,7 +268,8 @@ Test(shop, checkout_from_the_cart_charges_the_wallet_and_records_everything) {
     cr_expect_eq(int_of(stored, "totalMinor"), 20498);
     json_decref(stored);
 
-    json_t *ledger = store_json("where", "{\"bucket\":\"ledger\",\"filter\":{\"orderId\":\"%s\"}}", oid);
+    json_t *ledger =
+        store_json("where", "{\"bucket\":\"ledger\",\"filter\":{\"orderId\":\"%s\"}}", oid);
     cr_assert_eq(json_array_size(ledger), 1);
     json_t *entry = json_array_get(ledger, 0);
     cr_expect_str_eq(str(entry, "kind"), "payment");
@@ -277,9 +293,10 @@ Test(shop, checkout_from_the_cart_charges_the_wallet_and_records_everything) {
 
 Test(shop, checkout_with_items_leaves_the_cart_alone) {
     json_decref(ok("user-alice", "addToCart", "{\"productId\":\"prod-5\",\"quantity\":1}"));
-    json_t *order = ok("user-alice", "checkout",
-                       "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-2\",\"quantity\":2},"
-                       "{\"productId\":\"prod-2\",\"quantity\":1}]}");
+    json_t *order =
+        ok("user-alice", "checkout",
+           "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-2\",\"quantity\":2},"
+           "{\"productId\":\"prod-2\",\"quantity\":1}]}");
     cr_expect_eq(int_of(order, "totalMinor"), 3 * 4500);
     cr_expect_eq(json_array_size(json_object_get(order, "items")), 1); /* merged */
     cr_expect_eq(stock("prod-2"), 47);
@@ -289,8 +306,9 @@ Test(shop, checkout_with_items_leaves_the_cart_alone) {
 
 Test(shop, checkout_converts_foreign_prices_into_the_wallet_currency) {
     /* EUR product from the USD wallet: 249.00 EUR × 1.087 = 270.663 USD → 27066 cents. */
-    json_t *order = ok("user-alice", "checkout",
-                       "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-4\",\"quantity\":1}]}");
+    json_t *order =
+        ok("user-alice", "checkout",
+           "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-4\",\"quantity\":1}]}");
     cr_expect_eq(int_of(order, "totalMinor"), 27066);
     cr_expect_str_eq(str(order, "currency"), "USD");
     json_t *item = json_array_get(json_object_get(order, "items"), 0);
@@ -317,14 +335,17 @@ Test(shop, checkout_converts_foreign_prices_into_the_wallet_currency) {
 Test(shop, checkout_refuses_inactive_products) {
     conflict("product_inactive", "user-alice", "checkout",
              "{\"walletCurrency\":\"EUR\",\"items\":[{\"productId\":\"prod-8\",\"quantity\":1}]}");
-    conflict("product_inactive", "user-alice", "addToCart", "{\"productId\":\"prod-8\",\"quantity\":1}");
+    conflict("product_inactive", "user-alice", "addToCart",
+             "{\"productId\":\"prod-8\",\"quantity\":1}");
 }
 
 Test(shop, checkout_refuses_to_oversell_and_changes_nothing) {
-    err_t err = fails(ERR_CONFLICT, "user-alice", "checkout",
-                      "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1},"
-                      "{\"productId\":\"prod-3\",\"quantity\":4}]}");
-    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "insufficient_stock");
+    err_t err =
+        fails(ERR_CONFLICT, "user-alice", "checkout",
+              "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1},"
+              "{\"productId\":\"prod-3\",\"quantity\":4}]}");
+    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")),
+                     "insufficient_stock");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "productId")), "prod-3");
     cr_expect_eq(json_integer_value(json_object_get(err.details, "available")), 3);
     err_clear(&err);
@@ -335,7 +356,8 @@ Test(shop, checkout_refuses_to_oversell_and_changes_nothing) {
     cr_expect_eq(json_array_size(events), 0);
 
     /* The last three are fine; then none is left. */
-    place("user-alice", "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-3\",\"quantity\":3}]}");
+    place("user-alice",
+          "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-3\",\"quantity\":3}]}");
     cr_expect_eq(stock("prod-3"), 0);
     conflict("insufficient_stock", "user-bob", "checkout",
              "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-3\",\"quantity\":1}]}");
@@ -343,8 +365,9 @@ Test(shop, checkout_refuses_to_oversell_and_changes_nothing) {
 
 Test(shop, checkout_needs_an_fx_rate) {
     json_decref(ok("user-alice", "topUpWallet", "{\"currency\":\"GBP\",\"amountMinor\":100000}"));
-    err_t err = fails(ERR_CONFLICT, "user-alice", "checkout",
-                      "{\"walletCurrency\":\"GBP\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}");
+    err_t err =
+        fails(ERR_CONFLICT, "user-alice", "checkout",
+              "{\"walletCurrency\":\"GBP\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "no_fx_rate");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "from")), "USD");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "to")), "GBP");
@@ -355,9 +378,11 @@ Test(shop, checkout_needs_an_fx_rate) {
 
 Test(shop, checkout_never_takes_a_wallet_below_zero) {
     /* 5 × 249.00 EUR = 1245.00 EUR; Bob has 1000.00. */
-    err_t err = fails(ERR_CONFLICT, "user-bob", "checkout",
-                      "{\"walletCurrency\":\"EUR\",\"items\":[{\"productId\":\"prod-4\",\"quantity\":5}]}");
-    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "insufficient_funds");
+    err_t err =
+        fails(ERR_CONFLICT, "user-bob", "checkout",
+              "{\"walletCurrency\":\"EUR\",\"items\":[{\"productId\":\"prod-4\",\"quantity\":5}]}");
+    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")),
+                     "insufficient_funds");
     cr_expect_eq(json_integer_value(json_object_get(err.details, "required")), 124500);
     cr_expect_eq(json_integer_value(json_object_get(err.details, "available")), 100000);
     err_clear(&err);
@@ -365,9 +390,11 @@ Test(shop, checkout_never_takes_a_wallet_below_zero) {
     cr_expect_eq(balance("user-bob:EUR"), 100000);
 
     /* No wallet at all in that currency: nothing available. */
-    err = fails(ERR_CONFLICT, "user-bob", "checkout",
-                "{\"walletCurrency\":\"JPY\",\"items\":[{\"productId\":\"prod-7\",\"quantity\":1}]}");
-    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "insufficient_funds");
+    err =
+        fails(ERR_CONFLICT, "user-bob", "checkout",
+              "{\"walletCurrency\":\"JPY\",\"items\":[{\"productId\":\"prod-7\",\"quantity\":1}]}");
+    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")),
+                     "insufficient_funds");
     cr_expect_eq(json_integer_value(json_object_get(err.details, "available")), 0);
     err_clear(&err);
 }
@@ -377,11 +404,13 @@ Test(shop, checkout_of_an_empty_cart_is_a_conflict) {
 }
 
 Test(shop, unknown_products_are_not_found) {
-    err_t err = fails(ERR_NOT_FOUND, "user-alice", "checkout",
-                      "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"nope\",\"quantity\":1}]}");
+    err_t err =
+        fails(ERR_NOT_FOUND, "user-alice", "checkout",
+              "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"nope\",\"quantity\":1}]}");
     cr_expect_str_eq(err.msg, "Product \"nope\" not found");
     err_clear(&err);
-    err = fails(ERR_NOT_FOUND, "user-alice", "addToCart", "{\"productId\":\"nope\",\"quantity\":1}");
+    err =
+        fails(ERR_NOT_FOUND, "user-alice", "addToCart", "{\"productId\":\"nope\",\"quantity\":1}");
     err_clear(&err);
 }
 
@@ -394,9 +423,10 @@ Test(shop, a_replayed_checkout_answers_the_first_result_and_charges_once) {
     json_t *second = ok("user-alice", "checkout", input);
     cr_expect(json_equal(first, second));
     /* The same input written differently (5.0 for 5, other member order) is the same request. */
-    json_t *third = ok("user-alice", "checkout",
-                       "{\"items\":[{\"quantity\":1.0,\"productId\":\"prod-1\"}],\"idempotencyKey\":\"k-1\","
-                       "\"walletCurrency\":\"USD\"}");
+    json_t *third =
+        ok("user-alice", "checkout",
+           "{\"items\":[{\"quantity\":1.0,\"productId\":\"prod-1\"}],\"idempotencyKey\":\"k-1\","
+           "\"walletCurrency\":\"USD\"}");
     cr_expect(json_equal(first, third));
     cr_expect_eq(balance("user-alice:USD"), 500000 - 7999);
     cr_expect_eq(stock("prod-1"), 24);
@@ -418,12 +448,14 @@ Test(shop, an_idempotency_key_reused_with_another_input_is_a_conflict) {
     err_t err = fails(ERR_CONFLICT, "user-alice", "checkout",
                       "{\"walletCurrency\":\"USD\",\"idempotencyKey\":\"k-2\","
                       "\"items\":[{\"productId\":\"prod-1\",\"quantity\":2}]}");
-    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "idempotency_key_reused");
+    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")),
+                     "idempotency_key_reused");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "idempotencyKey")), "k-2");
     err_clear(&err);
     cr_expect_eq(stock("prod-1"), 24);
     /* Keys are per procedure: the same key on a top-up is a new request. */
-    json_decref(ok("user-alice", "topUpWallet", "{\"currency\":\"USD\",\"amountMinor\":5,\"idempotencyKey\":\"k-2\"}"));
+    json_decref(ok("user-alice", "topUpWallet",
+                   "{\"currency\":\"USD\",\"amountMinor\":5,\"idempotencyKey\":\"k-2\"}"));
 }
 
 Test(shop, a_failed_call_does_not_burn_its_idempotency_key) {
@@ -432,8 +464,9 @@ Test(shop, a_failed_call_does_not_burn_its_idempotency_key) {
     json_t *eurusd = store_json("delete", "{\"bucket\":\"fx-rates\",\"key\":\"EUR:USD\"}");
     json_decref(eurusd);
     conflict("no_fx_rate", "user-alice", "checkout", input);
-    json_decref(store_json("insert", "{\"bucket\":\"fx-rates\",\"data\":{\"id\":\"EUR:USD\",\"base\":\"EUR\","
-                                     "\"quote\":\"USD\",\"rate\":1.087}}"));
+    json_decref(store_json("insert",
+                           "{\"bucket\":\"fx-rates\",\"data\":{\"id\":\"EUR:USD\",\"base\":\"EUR\","
+                           "\"quote\":\"USD\",\"rate\":1.087}}"));
     json_t *order = ok("user-alice", "checkout", input);
     cr_expect_eq(int_of(order, "totalMinor"), 27066);
     json_decref(order);
@@ -443,9 +476,11 @@ Test(shop, a_failed_call_does_not_burn_its_idempotency_key) {
 
 Test(shop, cancelling_restores_stock_and_refunds_the_wallet) {
     char oid[64];
-    snprintf(oid, sizeof oid, "%s",
-             place("user-alice", "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":2},"
-                                 "{\"productId\":\"prod-4\",\"quantity\":1}]}"));
+    snprintf(
+        oid, sizeof oid, "%s",
+        place("user-alice",
+              "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":2},"
+              "{\"productId\":\"prod-4\",\"quantity\":1}]}"));
     cr_expect_eq(stock("prod-1"), 23);
     cr_expect_eq(stock("prod-4"), 14);
     cr_expect_eq(balance("user-alice:USD"), 500000 - 15998 - 27066);
@@ -475,7 +510,8 @@ Test(shop, cancelling_restores_stock_and_refunds_the_wallet) {
 
     /* Once is enough. */
     err_t err = fails(ERR_CONFLICT, "user-alice", "cancelOrder", order_input(oid));
-    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "invalid_transition");
+    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")),
+                     "invalid_transition");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "from")), "cancelled");
     cr_expect_str_eq(json_string_value(json_object_get(err.details, "to")), "cancelled");
     err_clear(&err);
@@ -484,8 +520,11 @@ Test(shop, cancelling_restores_stock_and_refunds_the_wallet) {
 
 Test(shop, customers_cannot_see_or_touch_other_peoples_orders) {
     char oid[64];
-    snprintf(oid, sizeof oid, "%s",
-             place("user-alice", "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-2\",\"quantity\":1}]}"));
+    snprintf(
+        oid, sizeof oid, "%s",
+        place(
+            "user-alice",
+            "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-2\",\"quantity\":1}]}"));
     err_t err = fails(ERR_NOT_FOUND, "user-bob", "cancelOrder", order_input(oid));
     cr_expect(strstr(err.msg, oid) != NULL);
     err_clear(&err);
@@ -497,8 +536,11 @@ Test(shop, customers_cannot_see_or_touch_other_peoples_orders) {
 
 Test(shop, admins_ship_and_deliver_orders) {
     char oid[64];
-    snprintf(oid, sizeof oid, "%s",
-             place("user-alice", "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-2\",\"quantity\":1}]}"));
+    snprintf(
+        oid, sizeof oid, "%s",
+        place(
+            "user-alice",
+            "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-2\",\"quantity\":1}]}"));
     err_t err = fails(ERR_FORBIDDEN, "user-alice", "shipOrder", order_input(oid));
     err_clear(&err);
     err = fails(ERR_FORBIDDEN, "user-alice", "deliverOrder", order_input(oid));
@@ -517,7 +559,8 @@ Test(shop, admins_ship_and_deliver_orders) {
     cr_expect_str_eq(str(ev, "userId"), "user-alice");
 
     conflict("invalid_transition", "admin-1", "shipOrder", order_input(oid));
-    conflict("invalid_transition", "user-alice", "cancelOrder", order_input(oid)); /* shipped: admin only */
+    conflict("invalid_transition", "user-alice", "cancelOrder",
+             order_input(oid)); /* shipped: admin only */
 
     order = ok("admin-1", "deliverOrder", order_input(oid));
     cr_expect_str_eq(str(order, "status"), "delivered");
@@ -537,8 +580,11 @@ Test(shop, admins_ship_and_deliver_orders) {
 
 Test(shop, an_admin_may_cancel_a_shipped_order_and_the_owner_is_refunded) {
     char oid[64];
-    snprintf(oid, sizeof oid, "%s",
-             place("user-bob", "{\"walletCurrency\":\"EUR\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}"));
+    snprintf(
+        oid, sizeof oid, "%s",
+        place(
+            "user-bob",
+            "{\"walletCurrency\":\"EUR\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}"));
     /* 79.99 USD × 0.92 = 73.5908 EUR → 7359 cents. */
     cr_expect_eq(balance("user-bob:EUR"), 100000 - 7359);
     json_decref(ok("admin-1", "shipOrder", order_input(oid)));
@@ -568,7 +614,8 @@ Test(shop, a_top_up_creates_the_wallet_on_first_use) {
     assert_ledger_matches_wallets();
 
     /* Then it pays: 2200 JPY, no conversion. */
-    place("user-alice", "{\"walletCurrency\":\"JPY\",\"items\":[{\"productId\":\"prod-7\",\"quantity\":1}]}");
+    place("user-alice",
+          "{\"walletCurrency\":\"JPY\",\"items\":[{\"productId\":\"prod-7\",\"quantity\":1}]}");
     cr_expect_eq(balance("user-alice:JPY"), 3050);
     assert_ledger_matches_wallets();
 }
@@ -576,14 +623,14 @@ Test(shop, a_top_up_creates_the_wallet_on_first_use) {
 Test(shop, top_ups_are_bounded_and_idempotent) {
     invalid("Invalid \"amountMinor\": expected at most 100000000", "user-alice", "topUpWallet",
             "{\"currency\":\"USD\",\"amountMinor\":100000001}");
-    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice", "topUpWallet",
-            "{\"currency\":\"USD\",\"amountMinor\":0}");
-    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice", "topUpWallet",
-            "{\"currency\":\"USD\",\"amountMinor\":-5}");
-    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice", "topUpWallet",
-            "{\"currency\":\"USD\",\"amountMinor\":10.5}");
-    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice", "topUpWallet",
-            "{\"currency\":\"USD\",\"amountMinor\":\"100\"}");
+    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice",
+            "topUpWallet", "{\"currency\":\"USD\",\"amountMinor\":0}");
+    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice",
+            "topUpWallet", "{\"currency\":\"USD\",\"amountMinor\":-5}");
+    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice",
+            "topUpWallet", "{\"currency\":\"USD\",\"amountMinor\":10.5}");
+    invalid("Missing or invalid \"amountMinor\": expected positive integer", "user-alice",
+            "topUpWallet", "{\"currency\":\"USD\",\"amountMinor\":\"100\"}");
     const char *input = "{\"currency\":\"USD\",\"amountMinor\":1000,\"idempotencyKey\":\"t-1\"}";
     json_t *a = ok("user-alice", "topUpWallet", input);
     json_t *b = ok("user-alice", "topUpWallet", input);
@@ -598,7 +645,8 @@ Test(shop, top_ups_are_bounded_and_idempotent) {
 }
 
 Test(shop, a_transfer_moves_money_with_two_ledger_entries) {
-    json_t *r = ok("user-alice", "transfer", "{\"toUserId\":\"user-bob\",\"currency\":\"USD\",\"amountMinor\":12345}");
+    json_t *r = ok("user-alice", "transfer",
+                   "{\"toUserId\":\"user-bob\",\"currency\":\"USD\",\"amountMinor\":12345}");
     cr_expect_str_eq(str(r, "fromUserId"), "user-alice");
     cr_expect_str_eq(str(r, "toUserId"), "user-bob");
     cr_expect_eq(int_of(json_object_get(r, "wallet"), "balanceMinor"), 500000 - 12345);
@@ -609,7 +657,8 @@ Test(shop, a_transfer_moves_money_with_two_ledger_entries) {
     cr_expect_eq(balance("user-bob:USD"), 312345);
     char filter[160];
     snprintf(filter, sizeof filter, "{\"transferId\":\"%s\"}", tid);
-    json_t *entries = store_json("where", "{\"bucket\":\"ledger\",\"filter\":{\"kind\":\"transfer_out\"}}");
+    json_t *entries =
+        store_json("where", "{\"bucket\":\"ledger\",\"filter\":{\"kind\":\"transfer_out\"}}");
     cr_assert_eq(json_array_size(entries), 1);
     cr_expect_eq(int_of(json_array_get(entries, 0), "amountMinor"), -12345);
     cr_expect_str_eq(str(json_array_get(entries, 0), "counterparty"), "user-bob");
@@ -626,7 +675,8 @@ Test(shop, a_transfer_moves_money_with_two_ledger_entries) {
 
     /* The recipient's wallet is created when missing. */
     json_decref(ok("user-alice", "topUpWallet", "{\"currency\":\"GBP\",\"amountMinor\":900}"));
-    json_decref(ok("user-alice", "transfer", "{\"toUserId\":\"user-bob\",\"currency\":\"GBP\",\"amountMinor\":900}"));
+    json_decref(ok("user-alice", "transfer",
+                   "{\"toUserId\":\"user-bob\",\"currency\":\"GBP\",\"amountMinor\":900}"));
     cr_expect_eq(balance("user-alice:GBP"), 0);
     cr_expect_eq(balance("user-bob:GBP"), 900);
     assert_ledger_matches_wallets();
@@ -637,7 +687,8 @@ Test(shop, transfers_are_checked) {
             "{\"toUserId\":\"user-alice\",\"currency\":\"USD\",\"amountMinor\":1}");
     err_t err = fails(ERR_CONFLICT, "user-alice", "transfer",
                       "{\"toUserId\":\"user-bob\",\"currency\":\"USD\",\"amountMinor\":500001}");
-    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")), "insufficient_funds");
+    cr_expect_str_eq(json_string_value(json_object_get(err.details, "reason")),
+                     "insufficient_funds");
     cr_expect_eq(json_integer_value(json_object_get(err.details, "available")), 500000);
     err_clear(&err);
     conflict("insufficient_funds", "user-alice", "transfer",
@@ -649,7 +700,8 @@ Test(shop, transfers_are_checked) {
     cr_expect_eq(balance("user-bob:USD"), 300000);
     cr_expect_eq(json_array_size(events), 0);
 
-    const char *input = "{\"toUserId\":\"user-bob\",\"currency\":\"EUR\",\"amountMinor\":100,\"idempotencyKey\":\"x\"}";
+    const char *input = "{\"toUserId\":\"user-bob\",\"currency\":\"EUR\",\"amountMinor\":100,"
+                        "\"idempotencyKey\":\"x\"}";
     json_t *a = ok("user-alice", "transfer", input);
     json_t *b = ok("user-alice", "transfer", input);
     cr_expect(json_equal(a, b));
@@ -681,7 +733,8 @@ Test(shop, the_cart_answers_current_prices_and_totals_per_currency) {
     json_decref(cart);
 
     /* Prices are read when the cart is shown, not when the product was added. */
-    json_decref(store_json("update", "{\"bucket\":\"products\",\"key\":\"prod-5\",\"data\":{\"priceMinor\":4000}}"));
+    json_decref(store_json(
+        "update", "{\"bucket\":\"products\",\"key\":\"prod-5\",\"data\":{\"priceMinor\":4000}}"));
     cart = ok("user-alice", "updateCartItem", "{\"productId\":\"prod-1\",\"quantity\":1}");
     totals = json_object_get(cart, "totals");
     cr_expect_eq(int_of(json_array_get(totals, 0), "totalMinor"), 7999);
@@ -691,23 +744,26 @@ Test(shop, the_cart_answers_current_prices_and_totals_per_currency) {
     cart = ok("user-alice", "removeFromCart", "{\"productId\":\"prod-1\"}");
     cr_expect_eq(json_array_size(json_object_get(cart, "items")), 1);
     json_decref(cart);
-    cart = ok("user-alice", "removeFromCart", "{\"productId\":\"prod-1\"}"); /* already gone: fine */
+    cart =
+        ok("user-alice", "removeFromCart", "{\"productId\":\"prod-1\"}"); /* already gone: fine */
     json_decref(cart);
     cart = ok("user-bob", "getCart", NULL);
     cr_expect_eq(json_array_size(json_object_get(cart, "items")), 0);
     json_decref(cart);
 
-    err_t err = fails(ERR_NOT_FOUND, "user-alice", "updateCartItem", "{\"productId\":\"prod-2\",\"quantity\":1}");
+    err_t err = fails(ERR_NOT_FOUND, "user-alice", "updateCartItem",
+                      "{\"productId\":\"prod-2\",\"quantity\":1}");
     err_clear(&err);
     json_decref(ok("user-alice", "addToCart", "{\"productId\":\"prod-2\",\"quantity\":999}"));
-    invalid("Invalid \"quantity\": a cart line holds at most 999 (999 already in the cart)", "user-alice", "addToCart",
-            "{\"productId\":\"prod-2\",\"quantity\":1}");
+    invalid("Invalid \"quantity\": a cart line holds at most 999 (999 already in the cart)",
+            "user-alice", "addToCart", "{\"productId\":\"prod-2\",\"quantity\":1}");
     cr_expect_eq(json_array_size(events), 0);
 }
 
 Test(shop, a_product_deactivated_in_the_cart_is_shown_unavailable) {
     json_decref(ok("user-alice", "addToCart", "{\"productId\":\"prod-2\",\"quantity\":1}"));
-    json_decref(store_json("update", "{\"bucket\":\"products\",\"key\":\"prod-2\",\"data\":{\"active\":false}}"));
+    json_decref(store_json(
+        "update", "{\"bucket\":\"products\",\"key\":\"prod-2\",\"data\":{\"active\":false}}"));
     json_t *cart = ok("user-alice", "getCart", "{}");
     json_t *item = json_array_get(json_object_get(cart, "items"), 0);
     cr_expect(json_is_false(json_object_get(item, "available")));
@@ -720,12 +776,12 @@ Test(shop, a_product_deactivated_in_the_cart_is_shown_unavailable) {
 /* ---- validation and dispatch ---- */
 
 Test(shop, inputs_are_validated_naming_the_field) {
-    invalid("Missing or invalid \"productId\": expected non-empty string", "user-alice", "addToCart",
-            "{\"quantity\":1}");
-    invalid("Missing or invalid \"productId\": expected non-empty string", "user-alice", "addToCart",
-            "{\"productId\":\"\",\"quantity\":1}");
-    invalid("Missing or invalid \"productId\": expected non-empty string", "user-alice", "addToCart",
-            "{\"productId\":7,\"quantity\":1}");
+    invalid("Missing or invalid \"productId\": expected non-empty string", "user-alice",
+            "addToCart", "{\"quantity\":1}");
+    invalid("Missing or invalid \"productId\": expected non-empty string", "user-alice",
+            "addToCart", "{\"productId\":\"\",\"quantity\":1}");
+    invalid("Missing or invalid \"productId\": expected non-empty string", "user-alice",
+            "addToCart", "{\"productId\":7,\"quantity\":1}");
     invalid("Missing or invalid \"quantity\": expected positive integer", "user-alice", "addToCart",
             "{\"productId\":\"prod-1\"}");
     invalid("Missing or invalid \"quantity\": expected positive integer", "user-alice", "addToCart",
@@ -736,9 +792,11 @@ Test(shop, inputs_are_validated_naming_the_field) {
             "{\"productId\":\"prod-1\",\"quantity\":1000}");
     invalid("Unknown field \"priceMinor\" for procedure \"addToCart\"", "user-alice", "addToCart",
             "{\"productId\":\"prod-1\",\"quantity\":1,\"priceMinor\":1}");
-    invalid("Missing or invalid \"walletCurrency\": expected ISO 4217 currency code (3 uppercase letters)",
+    invalid("Missing or invalid \"walletCurrency\": expected ISO 4217 currency code (3 uppercase "
+            "letters)",
             "user-alice", "checkout", "{}");
-    invalid("Missing or invalid \"walletCurrency\": expected ISO 4217 currency code (3 uppercase letters)",
+    invalid("Missing or invalid \"walletCurrency\": expected ISO 4217 currency code (3 uppercase "
+            "letters)",
             "user-alice", "checkout", "{\"walletCurrency\":\"usd\"}");
     invalid("Invalid \"walletCurrency\": unsupported currency \"XYZ\"", "user-alice", "checkout",
             "{\"walletCurrency\":\"XYZ\"}");
@@ -746,13 +804,18 @@ Test(shop, inputs_are_validated_naming_the_field) {
             "{\"walletCurrency\":\"USD\",\"items\":[]}");
     invalid("Missing or invalid \"items[1]\": expected object", "user-alice", "checkout",
             "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1},3]}");
-    invalid("Missing or invalid \"items[0].quantity\": expected positive integer", "user-alice", "checkout",
-            "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\"}]}");
-    invalid("Unknown field \"priceMinor\" in \"items[0]\" (expected productId, quantity)", "user-alice", "checkout",
-            "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1,\"priceMinor\":1}]}");
-    invalid("Missing or invalid \"idempotencyKey\": expected non-empty string", "user-alice", "checkout",
-            "{\"walletCurrency\":\"USD\",\"idempotencyKey\":\"\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}");
-    invalid("Missing or invalid \"orderId\": expected non-empty string", "user-alice", "cancelOrder", "{}");
+    invalid("Missing or invalid \"items[0].quantity\": expected positive integer", "user-alice",
+            "checkout", "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\"}]}");
+    invalid("Unknown field \"priceMinor\" in \"items[0]\" (expected productId, quantity)",
+            "user-alice", "checkout",
+            "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1,"
+            "\"priceMinor\":1}]}");
+    invalid("Missing or invalid \"idempotencyKey\": expected non-empty string", "user-alice",
+            "checkout",
+            "{\"walletCurrency\":\"USD\",\"idempotencyKey\":\"\",\"items\":[{\"productId\":\"prod-"
+            "1\",\"quantity\":1}]}");
+    invalid("Missing or invalid \"orderId\": expected non-empty string", "user-alice",
+            "cancelOrder", "{}");
     invalid("Missing or invalid \"toUserId\": expected non-empty string", "user-alice", "transfer",
             "{\"currency\":\"USD\",\"amountMinor\":1}");
     invalid("Missing or invalid \"input\": expected object", "user-alice", "getCart", "[1]");
@@ -787,8 +850,9 @@ Test(shop, the_procedure_list_describes_every_procedure) {
     json_t *list = json_loadb(out.data, out.len, 0, NULL);
     cr_assert_not_null(list, "%.*s", (int)out.len, out.data);
     json_t *procs = json_object_get(list, "procedures");
-    const char *names[] = {"getCart", "addToCart", "updateCartItem", "removeFromCart", "checkout", "cancelOrder",
-                           "shipOrder", "deliverOrder", "topUpWallet", "transfer"};
+    const char *names[] = {"getCart",     "addToCart",   "updateCartItem", "removeFromCart",
+                           "checkout",    "cancelOrder", "shipOrder",      "deliverOrder",
+                           "topUpWallet", "transfer"};
     cr_assert_eq(json_array_size(procs), sizeof names / sizeof *names);
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         json_t *p = json_array_get(procs, i);
@@ -810,4 +874,68 @@ Test(shop, the_service_needs_its_buckets) {
     cr_expect_eq(err.code, ERR_BUCKET_NOT_DEFINED);
     cr_expect(strstr(err.msg, "\"users\"") != NULL, "%s", err.msg);
     store_close(empty);
+}
+
+/* ---- the shipped queries ---- */
+
+static json_t *query(const char *name, const char *params_json, const char *user) {
+    json_t *params = params_json ? json_loads(params_json, 0, NULL) : NULL;
+    store_session_t session = {user};
+    buf_t out;
+    buf_init(&out, 0);
+    err_t err = ERR_INIT;
+    cr_assert_eq(store_query_eval(st, name, params, &session, &out, NULL, &err), 0, "query %s: %s",
+                 name, err.msg);
+    json_t *v = json_loadb(out.data, out.len, JSON_DECODE_ANY, NULL);
+    buf_cleanup(&out);
+    json_decref(params);
+    return v;
+}
+
+Test(shop, the_shipped_queries_answer_from_the_seed) {
+    place("user-alice",
+          "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}");
+    json_t *v = query("product-catalog", NULL, NULL);
+    cr_expect_eq(json_array_size(v), 7); /* prod-8 is inactive */
+    json_decref(v);
+    v = query("low-stock-products", NULL, NULL);
+    cr_assert_eq(json_array_size(v), 3);
+    cr_expect_str_eq(str(json_array_get(v, 0), "id"), "prod-8");
+    cr_expect_str_eq(str(json_array_get(v, 1), "id"), "prod-3");
+    cr_expect_str_eq(str(json_array_get(v, 2), "id"), "prod-7");
+    json_decref(v);
+    v = query("user-orders", "{\"userId\":\"user-alice\"}", NULL);
+    cr_expect_eq(json_array_size(v), 1);
+    json_decref(v);
+    v = query("order-count", "{\"userId\":\"user-bob\"}", NULL);
+    cr_expect_eq(json_integer_value(v), 0);
+    json_decref(v);
+    v = query("recent-orders", NULL, NULL);
+    cr_expect_eq(json_array_size(v), 1);
+    json_decref(v);
+    v = query("categories", NULL, NULL);
+    cr_expect_eq(json_array_size(v), 3);
+    json_decref(v);
+    v = query("products-by-category", "{\"categoryId\":\"cat-books\"}", NULL);
+    cr_expect_eq(json_array_size(v), 2);
+    json_decref(v);
+    v = query("product-by-slug", "{\"slug\":\"usb-c-hub\"}", NULL);
+    cr_expect_str_eq(str(v, "id"), "prod-2");
+    json_decref(v);
+    v = query("my-orders", NULL, "user-alice");
+    cr_expect_eq(json_array_size(v), 1);
+    json_decref(v);
+    v = query("my-orders", NULL, "user-bob");
+    cr_expect_eq(json_array_size(v), 0);
+    json_decref(v);
+    v = query("my-wallets", NULL, "user-alice");
+    cr_expect_eq(json_array_size(v), 2);
+    json_decref(v);
+    v = query("my-cart", NULL, "user-alice");
+    cr_expect_eq(json_array_size(v), 0);
+    json_decref(v);
+    v = query("my-ledger", NULL, "user-alice");
+    cr_assert_eq(json_array_size(v), 3);
+    cr_expect_str_eq(str(json_array_get(v, 0), "kind"), "payment"); /* newest first */
+    json_decref(v);
 }
