@@ -18,10 +18,14 @@
 #include "net/server.h"
 #include "net/static_files.h"
 #include "realtime/realtime.h"
+#include "auth/auth.h"
+#include "realtime/auth_api.h"
+#include "realtime/procedures_api.h"
 #include "realtime/rules_api.h"
 #include "realtime/server_api.h"
 #include "realtime/store_api.h"
 #include "rules/rules.h"
+#include "shop/shop.h"
 #include "store/store.h"
 #include "store/subs.h"
 
@@ -33,6 +37,9 @@ typedef struct {
     store_t *store;
     subs_t *subs;
     rules_t *rules;
+    auth_t *auth;
+    ratelimit_t *ratelimit;
+    shop_t *shop;
     uv_signal_t sigterm, sigint;
     uv_prepare_t log_flush;
     uv_prepare_t subs_flush;
@@ -56,11 +63,21 @@ static void close_handle(uv_handle_t *h) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* Domain events of the shop go through the rules engine like any other event. */
+static int shop_emit(void *udata, const char *topic, const json_t *data) {
+    err_t err = ERR_INIT;
+    int rc = rules_emit(udata, topic, data, NULL, NULL, NULL, &err);
+    if (rc < 0) log_warn("shop.emit_failed", "topic=%s error=\"%s\"", topic, err.msg);
+    err_clear(&err);
+    return rc;
+}
+
 static void on_stopped(void *arg) {
     app_t *app = arg;
     log_info("server.stopped", "uptime_ms=%lld", (long long)(clock_now_ms() - metrics.started_ms));
     server_close_handles(app->server);
     realtime_close_handles(app->rt);
+    auth_close(app->auth);
     close_handle((uv_handle_t *)&app->sigterm);
     close_handle((uv_handle_t *)&app->sigint);
     close_handle((uv_handle_t *)&app->log_flush);
@@ -128,11 +145,27 @@ static int serve(config_t *cfg) {
         return 2;
     }
 
-    /* The port is bound first, so that "address already in use" is the one line a
-     * user sees when it happens. Routes and handlers are added before the loop runs. */
+    /* Everything the config file says is checked before the port is bound; the port
+     * is bound before the database is opened, so that "address already in use" is the
+     * one line a user sees when it happens. */
+    app.auth = auth_new(app.loop, json_object_get(cfg->doc, "auth"), err, sizeof err);
+    if (!app.auth && err[0]) {
+        fprintf(stderr, "shopd: %s\n", err);
+        return 2;
+    }
+    app.ratelimit = ratelimit_new(json_object_get(cfg->doc, "rateLimit"), err, sizeof err);
+    if (!app.ratelimit && err[0]) {
+        fprintf(stderr, "shopd: %s\n", err);
+        auth_close(app.auth);
+        uv_run(app.loop, UV_RUN_DEFAULT);
+        auth_free(app.auth);
+        return 2;
+    }
     router_t *router = router_new();
     realtime_config_t rcfg = {
-        .requires_auth = false,
+        .requires_auth = app.auth && auth_required(app.auth),
+        .auth = app.auth,
+        .ratelimit = app.ratelimit,
         .heartbeat_interval_ms = cfg->heartbeat_interval_ms,
         .heartbeat_timeout_ms = cfg->heartbeat_timeout_ms,
         .max_buffered_bytes = cfg->backpressure_max_buffered,
@@ -167,7 +200,7 @@ static int serve(config_t *cfg) {
     if (app_store_setup(app.store, cfg->doc, err, sizeof err) < 0) goto fail;
     app.subs = subs_new(app.store, store_api_deliver);
     metrics_wire(app.subs);
-    store_api_register(app.rt, app.store, app.subs);
+    store_api_register(app.rt, app.store, app.subs, app.auth);
     realtime_after_request(app.rt, flush_subscriptions, app.subs);
 
     rules_config_t rules_cfg = {0};
@@ -189,11 +222,22 @@ static int serve(config_t *cfg) {
         goto fail;
     }
     rules_api_register(app.rt, app.rules);
+    if (app.auth) auth_api_register(app.rt, app.auth);
     server_api_config_t server_cfg = {
-        .name = cfg->name, .auth_enabled = false, .rate_limit_enabled = false,
+        .name = cfg->name, .auth_enabled = app.auth != NULL, .rate_limit_enabled = app.ratelimit != NULL,
         .store = app.store, .rules = app.rules,
     };
     server_api_register(app.rt, &server_cfg);
+
+    /* The commerce procedures run when the store has the e-commerce buckets. */
+    shop_config_t shop_cfg = {0};
+    app.shop = shop_new(app.store, &shop_cfg, shop_emit, app.rules, &e);
+    if (app.shop) {
+        procedures_api_register(app.rt, app.shop);
+    } else {
+        log_info("shop.disabled", "reason=\"%s\"", e.msg);
+        err_clear(&e);
+    }
 
     ops_register(router, &app.server);
     files = static_files_new(cfg->public_dir);
@@ -227,6 +271,7 @@ fail:
     fprintf(stderr, "shopd: %s\n", err);
     server_close_handles(app.server);
     realtime_close_handles(app.rt);
+    auth_close(app.auth);
     uv_run(app.loop, UV_RUN_DEFAULT);
 out:
     fflush(stderr);
@@ -238,9 +283,12 @@ out:
     realtime_free(app.rt);
     store_api_cleanup();
     rules_api_cleanup();
+    shop_free(app.shop);
     subs_free(app.subs);
     rules_free(app.rules);
     store_close(app.store);
+    auth_free(app.auth);
+    ratelimit_free(app.ratelimit);
     static_files_free(files);
     router_free(router);
     return rc;

@@ -38,7 +38,7 @@ rt_frame_kind_t rt_frame_parse(const char *data, size_t len, json_t **msg_out, e
         err_set(err, ERR_PARSE, "Invalid message: expected a JSON object");
         return RT_FRAME_INVALID;
     }
-    if (!json_depth_ok(msg, 0)) {
+    if (!json_depth_ok(msg, 1)) { /* the message object itself is level 1 */
         json_decref(msg);
         err_set(err, ERR_PARSE, "Invalid message: nested deeper than %d levels", RT_MAX_JSON_DEPTH);
         return RT_FRAME_INVALID;

@@ -42,6 +42,7 @@ struct realtime {
 struct rt_call {
     rt_session_t *session;
     json_t *req;
+    const char *owner_field; /* from the permission policy (borrowed from auth's config) */
     bool answered;
     char *frame; /* the serialised answer, until written */
     size_t frame_len;
@@ -59,7 +60,8 @@ typedef struct rt_sub {
 
 struct rt_session {
     realtime_t *rt;
-    char *user_id;
+    auth_identity_t *identity;
+    char *remote_ip; /* for the rate limit key; only when rate limiting is on */
     rt_sub_t *subs;
     size_t sub_count;
     uint64_t next_sub;
@@ -135,15 +137,21 @@ int rt_session_push(rt_session_t *s, const char *channel, const char *subscripti
 }
 
 static void session_free(rt_session_t *s) {
-    free(s->user_id);
+    rt_session_set_identity(s, NULL);
+    free(s->remote_ip);
     free(s);
 }
 
-const char *rt_session_user_id(const rt_session_t *s) { return s->user_id; }
+const char *rt_session_user_id(const rt_session_t *s) { return s->identity ? s->identity->user_id : NULL; }
+const auth_identity_t *rt_session_identity(const rt_session_t *s) { return s->identity; }
+const char *rt_call_owner_field(const rt_call_t *call) { return call->owner_field; }
 
-void rt_session_set_user_id(rt_session_t *s, const char *user_id) {
-    free(s->user_id);
-    s->user_id = user_id ? xstrdup(user_id) : NULL;
+void rt_session_set_identity(rt_session_t *s, auth_identity_t *id) {
+    if (s->identity) {
+        auth_identity_cleanup(s->identity);
+        free(s->identity);
+    }
+    s->identity = id;
 }
 
 static void session_release_subs(rt_session_t *s) {
@@ -270,6 +278,13 @@ static void rt_on_open(conn_t *conn, void *udata) {
     rt->sessions = s;
     rt->session_count++;
     conn_set_udata(conn, s);
+    if (rt->cfg.ratelimit) {
+        char remote[80];
+        conn_remote_address(conn, remote, sizeof remote);
+        char *colon = strrchr(remote, ':');
+        if (colon) *colon = '\0';
+        s->remote_ip = xstrdup(remote);
+    }
 
     buf_reset(&rt->scratch);
     rt_write_welcome(&rt->scratch, s->connected_at, rt->cfg.requires_auth);
@@ -307,6 +322,57 @@ static void rt_send_invalid(rt_session_t *s, const err_t *err) {
     session_drain(s);
 }
 
+/* The resource a permission check is about (spec §2). */
+static const char *rt_resource(const char *type, const json_t *req) {
+    static const char *const store_fields[] = {"bucket", NULL};
+    const char *v = NULL;
+    if (strncmp(type, "store.", 6) == 0) {
+        if (strcmp(type, "store.subscribe") == 0) v = json_string_value(json_object_get(req, "query"));
+        else if (strcmp(type, "store.unsubscribe") == 0)
+            v = json_string_value(json_object_get(req, "subscriptionId"));
+        else v = json_string_value(json_object_get(req, store_fields[0]));
+    } else if (strncmp(type, "rules.", 6) == 0) {
+        static const char *const fields[] = {"topic", "key", "pattern"};
+        for (size_t i = 0; i < 3 && !v; i++) v = json_string_value(json_object_get(req, fields[i]));
+    }
+    return v && *v ? v : "*";
+}
+
+/* Auth check, then rate limit (spec §2). Returns 0 to go on, or -1 with err set. */
+static int rt_guard(realtime_t *rt, rt_session_t *s, rt_call_t *call, const char *type, err_t *err) {
+    auth_t *auth = rt->cfg.auth;
+    if (auth && strncmp(type, "auth.", 5) != 0) {
+        if (s->identity && s->identity->expires_at && clock_now_ms() >= s->identity->expires_at) {
+            rt_session_set_identity(s, NULL);
+            err_set(err, ERR_UNAUTHORIZED, "Session expired");
+            return -1;
+        }
+        if (!s->identity && auth_required(auth)) {
+            err_set(err, ERR_UNAUTHORIZED, "Authentication required");
+            return -1;
+        }
+        if (s->identity && auth_has_policy(auth)) {
+            const char *resource = rt_resource(type, call->req);
+            if (!auth_permit(auth, s->identity, type, resource, call->req, &call->owner_field)) {
+                err_set(err, ERR_FORBIDDEN, "No permission for %s on %s", type, resource);
+                return -1;
+            }
+        }
+    }
+    if (rt->cfg.ratelimit) {
+        char key[300];
+        if (s->identity) snprintf(key, sizeof key, "u:%s", s->identity->user_id);
+        else snprintf(key, sizeof key, "a:%s", s->remote_ip ? s->remote_ip : "?");
+        uint64_t retry = ratelimit_hit(rt->cfg.ratelimit, key, clock_mono_ms());
+        if (retry) {
+            err_set(err, ERR_RATE_LIMITED, "Rate limit exceeded. Retry after %llums", (unsigned long long)retry);
+            err_details_take(err, json_pack("{s:I}", "retryAfterMs", (json_int_t)retry));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void rt_on_text(conn_t *conn, char *data, size_t len, void *udata) {
     realtime_t *rt = udata;
     rt_session_t *s = conn_get_udata(conn);
@@ -333,6 +399,11 @@ static void rt_on_text(conn_t *conn, char *data, size_t len, void *udata) {
     s->tail = call;
 
     const char *type = json_string_value(json_object_get(msg, "type"));
+    if (rt_guard(rt, s, call, type, &err) < 0) {
+        rt_call_error(call, &err);
+        err_clear(&err);
+        return;
+    }
     rt_route_t *route = strmap_get(&rt->routes, type);
     if (!route) {
         err_set(&err, ERR_UNKNOWN_OPERATION, "Unknown operation \"%s\"", type);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "core/err.h"
 #include "net/server.h"
 
@@ -29,6 +30,8 @@ typedef struct {
     size_t max_buffered_bytes;
     double high_water_mark;
     size_t max_subscriptions; /* per connection, store and rules together */
+    auth_t *auth;             /* NULL: auth not configured */
+    ratelimit_t *ratelimit;   /* NULL: no rate limit */
 } realtime_config_t;
 
 typedef void (*rt_handler_fn)(rt_call_t *call, void *udata);
@@ -70,8 +73,13 @@ int rt_session_push(rt_session_t *s, const char *channel, const char *subscripti
 
 /* The session's user id (NULL when not logged in); borrowed. */
 const char *rt_session_user_id(const rt_session_t *s);
-/* Sets or clears (NULL) the session's user id. */
-void rt_session_set_user_id(rt_session_t *s, const char *user_id);
+/* The session's identity (NULL when not logged in); borrowed. */
+const auth_identity_t *rt_session_identity(const rt_session_t *s);
+/* Replaces the session's identity, taking ownership of `id` (NULL logs out). The rate
+ * limit key follows: the user id when logged in, else the remote address. */
+void rt_session_set_identity(rt_session_t *s, auth_identity_t *id);
+/* The ownership field the permission policy attached to this call, or NULL. */
+const char *rt_call_owner_field(const rt_call_t *call);
 
 /* Sends a push whose data is JSON text, under the same backpressure rule. */
 int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscription_id,

@@ -12,7 +12,8 @@
 typedef struct {
     store_t *store;
     subs_t *subs;
-    buf_t out; /* result scratch, reused */
+    auth_t *auth; /* NULL: no auth */
+    buf_t out;    /* result scratch, reused */
 } store_api_t;
 
 static store_api_t api_instance;
@@ -30,18 +31,55 @@ static void answer(rt_call_t *call, store_api_t *api, int rc, err_t *err) {
     if (api->out.cap > (1u << 20)) buf_release(&api->out); /* do not hold on to a huge result */
 }
 
+/* The ownership constraint the policy put on this call, if any. */
+static const store_owner_t *call_owner(rt_call_t *call, store_owner_t *buf) {
+    rt_session_t *s = rt_call_session(call);
+    buf->field = rt_call_owner_field(call);
+    buf->user_id = s ? rt_session_user_id(s) : NULL;
+    return buf->field ? buf : NULL;
+}
+
 static void h_op(rt_call_t *call, void *udata) {
     store_api_t *api = udata;
     err_t err = ERR_INIT;
     const char *op = rt_call_type(call) + 6; /* after "store." */
-    int rc = store_execute(api->store, op, rt_call_request(call), &api->out, &err);
+    store_owner_t ob;
+    int rc = store_execute_as(api->store, op, rt_call_request(call), call_owner(call, &ob), &api->out, &err);
     answer(call, api, rc, &err);
+}
+
+typedef struct {
+    store_api_t *api;
+    const auth_identity_t *who;
+} tx_check_t;
+
+/* Each operation of a transaction passes the permission policy on its own. */
+static int tx_check(void *udata, const char *type, const char *bucket, const json_t *op, store_owner_t *owner,
+                    err_t *err) {
+    tx_check_t *t = udata;
+    const char *field = NULL;
+    if (!auth_permit(t->api->auth, t->who, type, bucket, op, &field)) {
+        err_set(err, ERR_FORBIDDEN, "No permission for %s on %s", type, bucket);
+        return -1;
+    }
+    owner->field = field;
+    owner->user_id = t->who->user_id;
+    return 0;
 }
 
 static void h_transaction(rt_call_t *call, void *udata) {
     store_api_t *api = udata;
     err_t err = ERR_INIT;
-    int rc = store_transaction(api->store, json_object_get(rt_call_request(call), "operations"), &api->out, &err);
+    rt_session_t *s = rt_call_session(call);
+    const auth_identity_t *who = s ? rt_session_identity(s) : NULL;
+    const json_t *ops = json_object_get(rt_call_request(call), "operations");
+    int rc;
+    if (api->auth && who && auth_has_policy(api->auth)) {
+        tx_check_t t = {api, who};
+        rc = store_transaction_checked(api->store, ops, tx_check, &t, &api->out, &err);
+    } else {
+        rc = store_transaction(api->store, ops, &api->out, &err);
+    }
     answer(call, api, rc, &err);
 }
 
@@ -183,9 +221,11 @@ static void h_subscribe(rt_call_t *call, void *udata) {
     char id[32];
     rt_session_next_sub_id(s, id);
     store_session_t ss = {rt_session_user_id(s)};
+    store_owner_t ob;
     buf_t initial;
     buf_init(&initial, 0);
-    sub_t *sub = subs_add(api->subs, s, id, req_str(req, "query"), json_object_get(req, "params"), &ss, NULL,
+    sub_t *sub = subs_add(api->subs, s, id, req_str(req, "query"), json_object_get(req, "params"), &ss,
+                          call_owner(call, &ob),
                           &initial, &err);
     if (!sub) {
         buf_cleanup(&initial);
@@ -220,13 +260,14 @@ static void h_unsubscribe(rt_call_t *call, void *udata) {
 
 void store_api_cleanup(void) { buf_cleanup(&api_instance.out); }
 
-void store_api_register(realtime_t *rt, store_t *st, subs_t *subs) {
+void store_api_register(realtime_t *rt, store_t *st, subs_t *subs, auth_t *auth) {
     static const char *const ops[] = {"insert", "get", "update", "delete", "all", "where", "findOne",
                                       "count", "first", "last", "paginate", "sum", "avg", "min", "max",
                                       "clear"};
     store_api_t *api = &api_instance;
     api->store = st;
     api->subs = subs;
+    api->auth = auth;
     buf_init(&api->out, 0);
     char type[64];
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {

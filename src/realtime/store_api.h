@@ -8,8 +8,10 @@
 #include "store/subs.h"
 
 /* Registers every store.* handler. The store and registry must outlive the realtime
- * layer's sessions. */
-void store_api_register(realtime_t *rt, store_t *st, subs_t *subs);
+ * layer's sessions. With `auth` (NULL: none), each operation of a transaction passes
+ * the permission policy on its own, and the policy's ownership field restricts reads,
+ * writes and subscription results to the caller's records. */
+void store_api_register(realtime_t *rt, store_t *st, subs_t *subs, auth_t *auth);
 
 /* Frees the handlers' scratch memory (at exit). */
 void store_api_cleanup(void);

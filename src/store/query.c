@@ -136,6 +136,7 @@ int store_define_query(store_t *st, const char *name, const json_t *def, bool re
     if (old && json_equal(old->definition, def)) return 0;
     if (query_persist(st, name, def, err) < 0) return -1;
     query_put(st, name, def);
+    st->def_version++;
     return 0;
 }
 
@@ -152,6 +153,7 @@ int store_undefine_query(store_t *st, const char *name, err_t *err) {
     db_done(s);
     if (r == DB_ERROR) return -1;
     query_free(strmap_del(&st->queries, name));
+    st->def_version++;
     return 0;
 }
 

@@ -1282,6 +1282,9 @@ json_t *schema_prepare_update(const schema_t *s, const json_t *current, const js
     json_t *v;
     json_object_keylen_foreach((json_t *)patch, k, klen, v) {
         if (k[0] == '_' || strlen(k) != klen) continue;
+        const schema_field_t *f = schema_field_get(s, k);
+        /* Generated fields, a generated key included, are stripped from updates. */
+        if (f && f->generated != GEN_NONE) continue;
         if (strcmp(k, s->key) == 0) {
             /* Giving the same key again is harmless; changing it would move the record. */
             const json_t *cur = json_object_get(current, s->key);
@@ -1290,8 +1293,6 @@ json_t *schema_prepare_update(const schema_t *s, const json_t *current, const js
                               s->key);
             continue;
         }
-        const schema_field_t *f = schema_field_get(s, k);
-        if (f && f->generated != GEN_NONE) continue;
         json_object_set_new(rec, k, json_deep_copy(v));
     }
     return record_finish(s, rec, violations, err);

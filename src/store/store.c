@@ -50,6 +50,8 @@ static const db_migration_t migrations[] = {
      "CREATE TABLE _shopd_rules ("
      "  name TEXT PRIMARY KEY, definition TEXT NOT NULL, position INTEGER NOT NULL,"
      "  created_at INTEGER NOT NULL);"},
+    {3, "store metadata",
+     "CREATE TABLE _shopd_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"},
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
@@ -57,6 +59,7 @@ static const db_migration_t migrations[] = {
 
 const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
 db_t *store_db(store_t *st) { return st->db; }
+uint64_t store_definitions_version(const store_t *st) { return st->def_version; }
 
 static int bad_field(err_t *err, const char *field, const char *expected) {
     err_set(err, ERR_VALIDATION, "Missing or invalid \"%s\": expected %s", field, expected);
@@ -487,6 +490,7 @@ int store_define_bucket(store_t *st, const char *name, const json_t *definition,
     }
     bucket_t *b = bucket_make(name, s, order);
     bucket_free(strmap_put(&st->buckets, name, b));
+    st->def_version++;
     log_info("store.bucket_defined", "bucket=%s replaced=%s", name, old ? "yes" : "no");
     return 0;
 }
@@ -517,6 +521,7 @@ int store_drop_bucket(store_t *st, const char *name, err_t *err) {
         return -1;
     }
     bucket_free(strmap_del(&st->buckets, name));
+    st->def_version++;
     log_info("store.bucket_dropped", "bucket=%s", name);
     return 0;
 }
@@ -599,15 +604,33 @@ int store_stats(store_t *st, buf_t *out, err_t *err) {
 
 /* ---- generated values ---- */
 
+/* The next value is past both the counter and the largest value already stored, so
+ * records inserted with explicit values never collide with generated ones. */
 static json_t *gen_autoincrement(void *ctx, const schema_t *s, const schema_field_t *f, err_t *err) {
     store_t *st = ctx;
+    bucket_t *b = strmap_get(&st->buckets, s->bucket);
+    int64_t floor_value = 0;
+    if (b) {
+        buf_t sql;
+        buf_init(&sql, 0);
+        buf_append_str(&sql, "SELECT coalesce(max(");
+        db_quote_ident(&sql, f->name);
+        buf_printf(&sql, "), 0) FROM %s", b->table);
+        db_stmt_t *m = db_prepare(st->db, sql.data, err);
+        buf_cleanup(&sql);
+        if (!m) return NULL;
+        if (db_step(m, err) == DB_ROW) floor_value = db_column_int(m, 0);
+        db_done(m);
+    }
     db_stmt_t *q = db_prepare(st->db,
-                              "INSERT INTO _shopd_counters(bucket, field, value) VALUES (?1, ?2, 1)"
-                              " ON CONFLICT(bucket, field) DO UPDATE SET value = value + 1 RETURNING value",
+                              "INSERT INTO _shopd_counters(bucket, field, value) VALUES (?1, ?2, max(1, ?3 + 1))"
+                              " ON CONFLICT(bucket, field) DO UPDATE SET value = max(value + 1, ?3 + 1)"
+                              " RETURNING value",
                               err);
     if (!q) return NULL;
     db_bind_text(q, 1, s->bucket, strlen(s->bucket));
     db_bind_text(q, 2, f->name, strlen(f->name));
+    db_bind_int(q, 3, floor_value);
     json_t *v = NULL;
     if (db_step(q, err) == DB_ROW) v = json_integer(db_column_int(q, 0));
     db_done(q);
@@ -996,8 +1019,28 @@ static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_o
     return 0;
 }
 
-static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *data, const store_owner_t *owner,
-                     buf_t *out, err_t *err) {
+/* Optimistic concurrency (extension): with "expectedVersion", an update or delete
+ * applies only to the version the client read; otherwise CONFLICT. */
+static int version_check(const bucket_t *b, const json_t *key, const json_t *cur, const json_t *expected,
+                         err_t *err) {
+    if (!expected) return 0;
+    if (!json_is_integer(expected) || json_integer_value(expected) < 1) {
+        err_set(err, ERR_VALIDATION, "Invalid \"expectedVersion\": expected positive integer");
+        return -1;
+    }
+    json_int_t have = cur ? json_integer_value(json_object_get(cur, "_version")) : 0;
+    if (have == json_integer_value(expected)) return 0;
+    char kd[128];
+    key_describe(key, kd, sizeof kd);
+    err_set(err, ERR_CONFLICT, "Record with key %s in bucket \"%s\" was changed: expected version %lld, found %lld",
+            kd, b->name, (long long)json_integer_value(expected), (long long)have);
+    err_details_take(err, json_pack("{s:I,s:I}", "expectedVersion", (json_int_t)json_integer_value(expected),
+                                    "actualVersion", (json_int_t)have));
+    return -1;
+}
+
+static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *data, const json_t *expected,
+                     const store_owner_t *owner, buf_t *out, err_t *err) {
     if (key_check(b, key, err) < 0) return -1;
     if (!json_is_object(data)) return bad_field(err, "data", "object");
     int64_t rowid = 0;
@@ -1012,6 +1055,11 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     if (!owns(cur, owner) || (owner && owner->field && json_object_get(data, owner->field) && !owns(data, owner))) {
         json_decref(cur);
         return forbidden(err, "update", b);
+    }
+    if (version_check(b, key, cur, expected, err) < 0) {
+        st->counters.conflicts += err->code == ERR_CONFLICT;
+        json_decref(cur);
+        return -1;
     }
     json_t *rec = schema_prepare_update(b->schema, cur, data, err);
     if (!rec) {
@@ -1035,8 +1083,8 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     return rc;
 }
 
-static int op_delete(store_t *st, bucket_t *b, const json_t *key, const store_owner_t *owner, buf_t *out,
-                     err_t *err) {
+static int op_delete(store_t *st, bucket_t *b, const json_t *key, const json_t *expected,
+                     const store_owner_t *owner, buf_t *out, err_t *err) {
     if (key_check(b, key, err) < 0) return -1;
     int64_t rowid = 0;
     json_t *cur = NULL;
@@ -1044,6 +1092,11 @@ static int op_delete(store_t *st, bucket_t *b, const json_t *key, const store_ow
     if (cur && !owns(cur, owner)) {
         json_decref(cur);
         return forbidden(err, "delete", b);
+    }
+    if (version_check(b, key, cur, expected, err) < 0) {
+        st->counters.conflicts += err->code == ERR_CONFLICT;
+        json_decref(cur);
+        return -1;
     }
     if (cur) {
         db_stmt_t *q = db_prepare(st->db, b->sql_delete, err);
@@ -1109,9 +1162,10 @@ bool store_has_op(const char *op) {
 static int write_dispatch(store_t *st, bucket_t *b, const char *op, const json_t *r, const store_owner_t *owner,
                           buf_t *out, err_t *err) {
     if (strcmp(op, "insert") == 0) return op_insert(st, b, json_object_get(r, "data"), owner, out, err);
+    const json_t *expected = json_object_get(r, "expectedVersion");
     if (strcmp(op, "update") == 0)
-        return op_update(st, b, json_object_get(r, "key"), json_object_get(r, "data"), owner, out, err);
-    if (strcmp(op, "delete") == 0) return op_delete(st, b, json_object_get(r, "key"), owner, out, err);
+        return op_update(st, b, json_object_get(r, "key"), json_object_get(r, "data"), expected, owner, out, err);
+    if (strcmp(op, "delete") == 0) return op_delete(st, b, json_object_get(r, "key"), expected, owner, out, err);
     if (owner && owner->field) return forbidden(err, "clear", b);
     return op_clear(st, b, out, err);
 }
@@ -1182,7 +1236,7 @@ static void tx_error_index(err_t *err, size_t i) {
     json_t *d = err->details;
     if (!json_is_object(d)) {
         json_t *nd = json_object();
-        if (d) json_object_set(nd, "errors", d);
+        if (d) json_object_set_new(nd, "errors", d); /* takes over err's reference */
         err->details = NULL;
         err_details_take(err, nd);
         d = nd;
@@ -1261,10 +1315,18 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
 int store_seed(store_t *st, const json_t *seed, err_t *err) {
     if (!seed) return 0;
     if (!json_is_object(seed)) return bad_field(err, "seed", "object of bucket name → array of records");
-    /* Only into an empty store: any record anywhere means the seed ran before. */
+    /* Once per database: the marker survives a shop deleting every record. A store
+     * that already holds records (from before the marker existed) is not seeded. */
+    db_stmt_t *m = db_prepare(st->db, "SELECT value FROM _shopd_meta WHERE key = 'seeded'", err);
+    if (!m) return -1;
+    db_step_t r = db_step(m, err);
+    db_done(m);
+    if (r == DB_ERROR) return -1;
+    if (r == DB_ROW) return 0;
+    bool empty = true;
     size_t it = 0;
     void *v;
-    while (strmap_next(&st->buckets, &it, NULL, &v)) {
+    while (empty && strmap_next(&st->buckets, &it, NULL, &v)) {
         bucket_t *b = v;
         buf_t sql;
         buf_init(&sql, 0);
@@ -1272,11 +1334,25 @@ int store_seed(store_t *st, const json_t *seed, err_t *err) {
         db_stmt_t *q = db_prepare(st->db, sql.data, err);
         buf_cleanup(&sql);
         if (!q) return -1;
-        int any = db_step(q, err) == DB_ROW && db_column_int(q, 0);
+        empty = !(db_step(q, err) == DB_ROW && db_column_int(q, 0));
         db_done(q);
-        if (any) return 0;
     }
     if (tx_begin(st, err) < 0) return -1;
+    m = db_prepare(st->db, "INSERT INTO _shopd_meta(key, value) VALUES ('seeded', ?1)", err);
+    if (!m) {
+        tx_abort(st);
+        return -1;
+    }
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)clock_now_ms());
+    db_bind_text(m, 1, now, strlen(now));
+    r = db_step(m, err);
+    db_done(m);
+    if (r == DB_ERROR) {
+        tx_abort(st);
+        return -1;
+    }
+    if (!empty) return tx_commit(st, err) < 0 ? -1 : 0;
     const char *name;
     json_t *records;
     int count = 0;

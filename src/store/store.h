@@ -81,6 +81,10 @@ void store_unlisten(store_t *st, store_listener_fn fn, void *udata);
 
 /* ---- definitions ---- */
 
+/* A number that changes whenever a bucket or query definition changes (cached query
+ * results older than it must be evaluated again). */
+uint64_t store_definitions_version(const store_t *st);
+
 /* Defines a bucket. With `replace`, an existing bucket takes the new definition (its
  * generated columns and indexes are rebuilt; records stay); otherwise ALREADY_EXISTS. */
 int store_define_bucket(store_t *st, const char *name, const json_t *definition, bool replace,

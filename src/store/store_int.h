@@ -44,6 +44,7 @@ struct store {
     listener_t *listeners;
     changes_t changes;
     store_counters_t counters;
+    uint64_t def_version; /* bumped by every change of a bucket or query definition */
 };
 
 bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err);

@@ -42,6 +42,7 @@ struct group {
     sub_t *subs;
     size_t sub_count;
     bool queued; /* in `pending`, waiting for subs_flush */
+    uint64_t def_version; /* store definitions the result was computed with */
 };
 
 struct subs {
@@ -130,30 +131,28 @@ static char *group_key_make(const char *query, const json_t *params, const char 
 }
 
 static int group_eval(subs_t *s, group_t *g, buf_t *out, store_deps_t *deps, err_t *err) {
+    g->def_version = store_definitions_version(s->store);
     store_session_t session = {g->user_id};
     store_owner_t vis = {g->owner_field, g->owner_user};
     return store_query_eval_as(s->store, g->query, g->params, &session, g->owner_field ? &vis : NULL, out, deps,
                                err);
 }
 
-/* Re-evaluates a group after a change and tells its subscribers if the result moved. */
-static void group_refresh(subs_t *s, group_t *g) {
+/* Re-evaluates a group and tells its subscribers if the result moved. Returns -1
+ * with err set when the query no longer runs (its bucket was dropped, say); the
+ * subscribers then keep their last result. */
+static int group_reeval(subs_t *s, group_t *g, err_t *err) {
     buf_t out;
     buf_init(&out, 0);
-    err_t err = ERR_INIT;
     s->counters.evaluations++;
-    if (group_eval(s, g, &out, NULL, &err) < 0) {
-        /* The query no longer runs (its bucket was dropped, say): subscribers keep
-         * their last result; the error is for the log. */
-        log_warn("subs.eval_failed", "query=%s error=\"%s\"", g->query, err.msg);
-        err_clear(&err);
+    if (group_eval(s, g, &out, NULL, err) < 0) {
         buf_cleanup(&out);
-        return;
+        return -1;
     }
     if (out.len == g->result_len && memcmp(out.data, g->result, out.len) == 0) {
         s->counters.unchanged++;
         buf_cleanup(&out);
-        return;
+        return 0;
     }
     free(g->result);
     g->result = buf_take(&out, &g->result_len);
@@ -161,6 +160,13 @@ static void group_refresh(subs_t *s, group_t *g) {
         s->counters.pushes++;
         s->deliver(sub->owner, sub->id, g->result, g->result_len);
     }
+    return 0;
+}
+
+static void group_refresh(subs_t *s, group_t *g) {
+    err_t err = ERR_INIT;
+    if (group_reeval(s, g, &err) < 0) log_warn("subs.eval_failed", "query=%s error=\"%s\"", g->query, err.msg);
+    err_clear(&err);
 }
 
 /* Queues the groups a change can affect, once each. */
@@ -264,6 +270,9 @@ sub_t *subs_add(subs_t *s, void *owner, const char *sub_id, const char *query, c
     group_t *g = strmap_get(&s->groups, gkey);
     if (g) {
         free(gkey);
+        /* A definition changed since the group's last evaluation: the newcomer must
+         * get what the query answers now, or its error. */
+        if (g->def_version != store_definitions_version(s->store) && group_reeval(s, g, err) < 0) return NULL;
         s->counters.shared_hits++;
     } else {
         g = xcalloc(1, sizeof *g);

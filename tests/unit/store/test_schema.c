@@ -1430,8 +1430,23 @@ Test(schema_update, strips_generated_fields_and_metadata_from_the_patch) {
     schema_free(s);
 }
 
-Test(schema_update, refuses_to_change_the_key) {
+static const char *SKUS = "{\"key\":\"id\",\"schema\":{"
+                          "\"id\":{\"type\":\"string\"},"
+                          "\"title\":{\"type\":\"string\",\"required\":true},"
+                          "\"stock\":{\"type\":\"integer\",\"min\":0,\"default\":0}}}";
+
+Test(schema_update, strips_a_generated_key_like_other_generated_fields) {
     schema_t *s = compile_ok("products", PRODUCTS);
+    err_t err = ERR_INIT;
+    json_t *rec = update(s, STORED, "{\"id\":\"p2\",\"stock\":1}", &err);
+    cr_assert_not_null(rec, "%s", err.msg);
+    expect_json(json_object_get(rec, "id"), "\"p1\"");
+    json_decref(rec);
+    schema_free(s);
+}
+
+Test(schema_update, refuses_to_change_the_key) {
+    schema_t *s = compile_ok("products", SKUS);
     err_t err = ERR_INIT;
     cr_assert_null(update(s, STORED, "{\"id\":\"p2\"}", &err));
     cr_assert_eq(err.code, ERR_VALIDATION);
@@ -1457,7 +1472,7 @@ Test(schema_update, refuses_to_change_the_key) {
 }
 
 Test(schema_update, a_key_change_is_reported_with_the_other_violations) {
-    schema_t *s = compile_ok("products", PRODUCTS);
+    schema_t *s = compile_ok("products", SKUS);
     err_t err = ERR_INIT;
     cr_assert_null(update(s, STORED, "{\"id\":\"p2\",\"stock\":-3,\"title\":7}", &err));
     cr_assert_eq(json_array_size(err.details), 3);
