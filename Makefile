@@ -89,6 +89,8 @@ test-deps:
 
 run: deps
 	$(MAKE) all
+	@echo "Development tokens from config/ecommerce.json (for development only; a production config has none):"
+	@sed -n 's/^ *"\([A-Za-z0-9_-]*token[A-Za-z0-9_-]*\)": *{"userId": *"\([^"]*\)", *"roles": *\[\([^]]*\)\].*/  \1  → \2 (\3)/p' config/ecommerce.json
 	$(BIN) serve --config config/ecommerce.json --data-dir ./data
 
 unit: $(UNIT_BIN)
