@@ -3,7 +3,10 @@
  *   rtload --port N --mode get    [--conns 64] [--inflight 16] [--seconds 10] [--bucket products] [--key prod-1]
  *   rtload --port N --mode tx     [--conns 64] [--inflight 16] [--seconds 10]
  *   rtload --port N --mode fanout [--subscribers 1000] [--rate 10] [--seconds 10] [--query bench-product]
- *   common: [--host 127.0.0.1] [--path /] [--server-pid PID] [--warmup 2] [--help]
+ *   rtload --port N --mode events [--subscribers 1000] [--rate 100] [--pattern order.*] [--topic order.placed]
+ *   rtload --port N --mode checkout --token 'bench-token-{i}' [--token-users 64] [--conns 64] [--inflight 4]
+ *                  [--products prod-1,prod-2] [--wallet-currency USD] [--idempotency]
+ *   common: [--host 127.0.0.1] [--path /] [--server-pid PID] [--warmup 2] [--token T] [--help]
  *
  * One thread, one epoll set, non-blocking sockets. Requests are framed straight into
  * a per-connection output buffer (masked with a fixed key, eight bytes at a time) and
@@ -24,6 +27,22 @@
  * 2^53 so that it stays an exact JSON integer); every push's latency is its receive time
  * minus the sentAt it carries. GET /metrics is scraped before and after the window for
  * shopd_subscription_evaluations_total.
+ *
+ * events: --subscribers connections each send rules.subscribe {"pattern": --pattern};
+ * one emitter connection sends rules.emit {"topic": --topic, "data": {"seq":n,
+ * "sentAt":<as in fanout>}} --rate times per second. Every event push's latency is its
+ * receive time minus that sentAt; pushes received vs expected (events x subscribers),
+ * server CPU per push (the emits' own cost included).
+ *
+ * checkout: like get/tx, each connection keeps --inflight procedures.call {"name":
+ * "checkout", "input": {"walletCurrency": W, "items": [{"productId": P, "quantity": 1}]}}
+ * outstanding, P cycling through --products; --idempotency adds a unique
+ * "idempotencyKey" to every call (the key-recording path). Needs --token.
+ *
+ * --token T: every connection sends auth.login {"token": T} right after the welcome and
+ * waits for its result before it sends anything else (load, subscription); "{i}" in T
+ * is replaced by the connection's index modulo --token-users (default: all distinct),
+ * e.g. 'bench-token-{i}'. A refused login counts as a failure (auth_failed=).
  *
  * Every connection answers JSON {"type":"ping"} with {"type":"pong"} and WebSocket
  * ping frames with pong frames. Output: one line "RESULT key=value ..." and one human
@@ -270,7 +289,7 @@ static void ws_append(bbuf_t *b, unsigned opcode, const void *payload, size_t n)
 
 /* ---- options ----------------------------------------------------------------------- */
 
-typedef enum { MODE_GET, MODE_TX, MODE_FANOUT } mode_t_;
+typedef enum { MODE_GET, MODE_TX, MODE_FANOUT, MODE_EVENTS, MODE_CHECKOUT } mode_t_;
 
 static struct {
     const char *host, *path;
@@ -280,6 +299,9 @@ static struct {
     int conns, inflight, subscribers, connect_batch;
     double seconds, warmup, rate, drain;
     const char *bucket, *key, *orders_bucket, *audit_bucket, *query, *params;
+    const char *token, *pattern, *topic, *products, *wallet_currency;
+    int token_users;
+    bool idempotency, rate_set, inflight_set;
     pid_t server_pid;
 } opt = {
     .host = "127.0.0.1",
@@ -301,16 +323,29 @@ static struct {
     .audit_bucket = "audit-logs",
     .query = "bench-product",
     .params = NULL,
+    .token = NULL,
+    .pattern = "order.*",
+    .topic = "order.placed",
+    .products = "prod-1",
+    .wallet_currency = "USD",
+    .token_users = 0,
+    .idempotency = false,
     .server_pid = 0,
 };
 
 static void usage(FILE *f) {
-    fputs("usage: rtload --port N [--host 127.0.0.1] [--path /] --mode get|tx|fanout\n"
-          "              [--server-pid PID] [--seconds 10] [--warmup 2]\n"
+    fputs("usage: rtload --port N [--host 127.0.0.1] [--path /] --mode get|tx|fanout|events|checkout\n"
+          "              [--server-pid PID] [--seconds 10] [--warmup 2] [--token T [--token-users N]]\n"
           "  get, tx:    [--conns 64] [--inflight 16] [--bucket products] [--key prod-1]\n"
           "              [--orders-bucket orders] [--audit-bucket audit-logs]   (tx)\n"
           "  fanout:     [--subscribers 1000] [--rate 10] [--query bench-product] [--params JSON]\n"
           "              [--bucket products] [--key prod-1] [--drain 3]\n"
+          "  events:     [--subscribers 1000] [--rate 100] [--pattern order.*] [--topic order.placed]\n"
+          "              [--drain 3]\n"
+          "  checkout:   --token T [--conns 64] [--inflight 4] [--products prod-1[,prod-2...]]\n"
+          "              [--wallet-currency USD] [--idempotency]\n"
+          "  --token T:  every connection logs in with auth.login first; \"{i}\" in T becomes the\n"
+          "              connection index modulo --token-users (default: the connection count)\n"
           "  other:      [--connect-batch 256] [--quiet]\n"
           "Prints one line \"RESULT key=value ...\" and one human-readable line.\n",
           f);
@@ -339,7 +374,11 @@ static void parse_args(int argc, char **argv) {
         {"rate", required_argument, 0, 'r'},          {"query", required_argument, 0, 'q'},
         {"params", required_argument, 0, 'j'},        {"drain", required_argument, 0, 'd'},
         {"connect-batch", required_argument, 0, 'B'}, {"quiet", no_argument, 0, 'Q'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+        {"token", required_argument, 0, 'T'},         {"token-users", required_argument, 0, 'U'},
+        {"pattern", required_argument, 0, 'R'},       {"topic", required_argument, 0, 't'},
+        {"products", required_argument, 0, 'g'},      {"wallet-currency", required_argument, 0, 'W'},
+        {"idempotency", no_argument, 0, 'I'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -352,13 +391,18 @@ static void parse_args(int argc, char **argv) {
             if (strcmp(optarg, "get") == 0) opt.mode = MODE_GET;
             else if (strcmp(optarg, "tx") == 0) opt.mode = MODE_TX;
             else if (strcmp(optarg, "fanout") == 0) opt.mode = MODE_FANOUT;
+            else if (strcmp(optarg, "events") == 0) opt.mode = MODE_EVENTS;
+            else if (strcmp(optarg, "checkout") == 0) opt.mode = MODE_CHECKOUT;
             else {
-                fprintf(stderr, "rtload: --mode must be get, tx or fanout\n");
+                fprintf(stderr, "rtload: --mode must be get, tx, fanout, events or checkout\n");
                 exit(2);
             }
             break;
         case 'c': opt.conns = (int)arg_num("conns", optarg, 1, 1000000); break;
-        case 'i': opt.inflight = (int)arg_num("inflight", optarg, 1, 65536); break;
+        case 'i':
+            opt.inflight = (int)arg_num("inflight", optarg, 1, 65536);
+            opt.inflight_set = true;
+            break;
         case 's': opt.seconds = arg_num("seconds", optarg, 0.1, 86400); break;
         case 'w': opt.warmup = arg_num("warmup", optarg, 0, 3600); break;
         case 'b': opt.bucket = optarg; break;
@@ -367,12 +411,28 @@ static void parse_args(int argc, char **argv) {
         case 'A': opt.audit_bucket = optarg; break;
         case 'S': opt.server_pid = (pid_t)arg_num("server-pid", optarg, 1, 1 << 30); break;
         case 'n': opt.subscribers = (int)arg_num("subscribers", optarg, 1, 1000000); break;
-        case 'r': opt.rate = arg_num("rate", optarg, 0.01, 100000); break;
+        case 'r':
+            opt.rate = arg_num("rate", optarg, 0.01, 100000);
+            opt.rate_set = true;
+            break;
         case 'q': opt.query = optarg; break;
         case 'j': opt.params = optarg; break;
         case 'd': opt.drain = arg_num("drain", optarg, 0, 600); break;
         case 'B': opt.connect_batch = (int)arg_num("connect-batch", optarg, 1, 100000); break;
         case 'Q': g_quiet = true; break;
+        case 'T':
+            if (!*optarg) {
+                fprintf(stderr, "rtload: --token must not be empty\n");
+                exit(2);
+            }
+            opt.token = optarg;
+            break;
+        case 'U': opt.token_users = (int)arg_num("token-users", optarg, 1, 1000000); break;
+        case 'R': opt.pattern = optarg; break;
+        case 't': opt.topic = optarg; break;
+        case 'g': opt.products = optarg; break;
+        case 'W': opt.wallet_currency = optarg; break;
+        case 'I': opt.idempotency = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -385,6 +445,17 @@ static void parse_args(int argc, char **argv) {
     if (!opt.port) {
         fprintf(stderr, "rtload: --port is required\n");
         usage(stderr);
+        exit(2);
+    }
+    if (opt.mode == MODE_CHECKOUT && !opt.token) {
+        fprintf(stderr, "rtload: --mode checkout needs --token (procedures need a session)\n");
+        exit(2);
+    }
+    if (opt.mode == MODE_CHECKOUT && !opt.inflight_set) opt.inflight = 4;
+    if (opt.mode == MODE_EVENTS && !opt.rate_set) opt.rate = 100;
+    if (!*opt.products || strstr(opt.products, ",,") || opt.products[0] == ',' ||
+        opt.products[strlen(opt.products) - 1] == ',') {
+        fprintf(stderr, "rtload: --products must be a comma-separated list of product ids\n");
         exit(2);
     }
 }
@@ -424,7 +495,9 @@ typedef struct conn {
     uint64_t *sent_ns; /* send time by id & ring_mask */
     char *tail;        /* ROLE_LOAD, tx: the per-connection request tail */
     size_t tail_len;
-    int sub_state; /* ROLE_SUB: 0 nothing, 1 requested, 2 confirmed */
+    int sub_state;     /* ROLE_SUB: 0 nothing, 1 requested, 2 confirmed */
+    uint8_t auth_state; /* --token: 0 not yet, 1 login sent, 2 logged in, 3 refused */
+    uint32_t setup_id;  /* id of the pending auth.login or subscribe request */
     uint64_t pushes;
 } conn_t;
 
@@ -445,6 +518,8 @@ static char *g_rbuf;
 static bool g_measuring, g_stopping;
 static uint64_t g_ops, g_errors, g_errors_printed, g_pings, g_ws_pings, g_other_msgs;
 static uint64_t g_pushes, g_pushes_warm, g_pushes_nosent, g_sub_ready, g_sub_failed;
+static uint64_t g_auth_ok, g_auth_failed;
+static hist_t g_login_lat;
 static uint64_t g_window_start_ns;
 static hist_t g_lat, g_upd_lat;
 static int g_close_codes_printed;
@@ -455,6 +530,12 @@ static size_t g_req_suffix_len;
 static char *g_tx_mid; /* tx: between the id and the stock value */
 static size_t g_tx_mid_len;
 static uint64_t g_stock = 1000000000ull;
+/* checkout: one request head per product (after the id, up to the items' end), and the
+ * per-run nonce of idempotency keys */
+static char **g_co_head;
+static size_t *g_co_head_len;
+static size_t g_co_nproducts;
+static uint64_t g_idem_nonce;
 
 static void conn_close(conn_t *c, const char *why);
 
@@ -502,6 +583,10 @@ static void conn_close(conn_t *c, const char *why) {
         if (g_closed_after_open <= 5) note("connection %d closed: %s", c->idx, why);
     }
     if (c->role == ROLE_SUB && c->sub_state == 1) g_sub_failed++;
+    if (c->auth_state == 1) {
+        c->auth_state = 3;
+        g_auth_failed++;
+    }
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->state = ST_DEAD;
@@ -566,28 +651,109 @@ static void send_tx(conn_t *c, uint64_t now) {
     c->outstanding++;
 }
 
+/* {"id":N,"type":"procedures.call","name":"checkout","input":{"walletCurrency":W,
+ * "items":[{"productId":P,"quantity":1}][,"idempotencyKey":"rt-<nonce>-<conn>-<id>"]}} */
+static void send_checkout(conn_t *c, uint64_t now) {
+    char buf[2048];
+    uint32_t id = ++c->next_id;
+    memcpy(buf, "{\"id\":", 6);
+    size_t n = 6 + u64_dec(buf + 6, id);
+    size_t pi = ((size_t)c->idx + id) % g_co_nproducts;
+    if (n + g_co_head_len[pi] + 100 > sizeof buf) die("request too large");
+    memcpy(buf + n, g_co_head[pi], g_co_head_len[pi]);
+    n += g_co_head_len[pi];
+    if (opt.idempotency) {
+        memcpy(buf + n, ",\"idempotencyKey\":\"rt-", 22);
+        n += 22;
+        n += u64_dec(buf + n, g_idem_nonce);
+        buf[n++] = '-';
+        n += u64_dec(buf + n, (uint64_t)c->idx);
+        buf[n++] = '-';
+        n += u64_dec(buf + n, id);
+        buf[n++] = '"';
+    }
+    buf[n++] = '}';
+    buf[n++] = '}';
+    send_text(c, buf, n);
+    c->sent_ns[id & g_ring_mask] = now;
+    c->outstanding++;
+}
+
 /* Keeps --inflight requests outstanding on a load connection. */
 static void refill(conn_t *c) {
     if (g_stopping || c->state != ST_OPEN || !c->welcomed) return;
+    if (opt.token && c->auth_state != 2) return;
     if (c->outstanding >= (uint32_t)opt.inflight) return;
     uint64_t now = mono_ns();
     while (c->outstanding < (uint32_t)opt.inflight) {
         if (opt.mode == MODE_TX) send_tx(c, now);
+        else if (opt.mode == MODE_CHECKOUT) send_checkout(c, now);
         else send_request(c, now, g_req_suffix, g_req_suffix_len);
     }
 }
 
+/* auth.login with --token, "{i}" replaced by the connection index (mod --token-users). */
+static void send_login(conn_t *c) {
+    char tok[1024], num[24];
+    size_t tn = 0;
+    unsigned users = opt.token_users > 0 ? (unsigned)opt.token_users : (unsigned)g_nconns;
+    size_t nn = u64_dec(num, (uint64_t)((unsigned)c->idx % users));
+    for (const char *t = opt.token; *t; t++) {
+        if (t[0] == '{' && t[1] == 'i' && t[2] == '}') {
+            if (tn + nn >= sizeof tok) die("--token too long");
+            memcpy(tok + tn, num, nn);
+            tn += nn;
+            t += 2;
+        } else {
+            if (tn + 1 >= sizeof tok) die("--token too long");
+            tok[tn++] = *t;
+        }
+    }
+    tok[tn] = 0;
+    char *q = json_quote(tok);
+    char buf[2200];
+    uint32_t id = ++c->next_id;
+    int n = snprintf(buf, sizeof buf, "{\"id\":%u,\"type\":\"auth.login\",\"token\":%s}", id, q);
+    free(q);
+    if (n < 0 || (size_t)n >= sizeof buf) die("--token too long");
+    c->setup_id = id;
+    c->auth_state = 1;
+    c->outstanding++;
+    if (c->sent_ns) c->sent_ns[id & g_ring_mask] = mono_ns();
+    send_text(c, buf, (size_t)n);
+}
+
 static void send_subscribe(conn_t *c) {
     char buf[1024];
-    char *q = json_quote(opt.query);
-    int n = snprintf(buf, sizeof buf, "{\"id\":1,\"type\":\"store.subscribe\",\"query\":%s%s%s}", q,
+    uint32_t id = ++c->next_id;
+    int n;
+    if (opt.mode == MODE_EVENTS) {
+        char *q = json_quote(opt.pattern);
+        n = snprintf(buf, sizeof buf, "{\"id\":%u,\"type\":\"rules.subscribe\",\"pattern\":%s}", id, q);
+        free(q);
+    } else {
+        char *q = json_quote(opt.query);
+        n = snprintf(buf, sizeof buf, "{\"id\":%u,\"type\":\"store.subscribe\",\"query\":%s%s%s}", id, q,
                      opt.params ? ",\"params\":" : "", opt.params ? opt.params : "");
-    free(q);
+        free(q);
+    }
     if (n < 0 || (size_t)n >= sizeof buf) die("subscribe request too large");
-    c->next_id = 1;
-    c->outstanding = 1;
+    c->setup_id = id;
+    c->outstanding++;
     c->sub_state = 1;
     send_text(c, buf, (size_t)n);
+}
+
+/* What a connection does once it may (after the welcome, and after the login when
+ * there is a --token). */
+static void conn_begin(conn_t *c) {
+    if (opt.token && c->auth_state == 0) {
+        send_login(c);
+        return;
+    }
+    if (opt.token && c->auth_state != 2) return;
+    if (c->role == ROLE_SUB) send_subscribe(c);
+    else if (c->role == ROLE_LOAD) refill(c);
 }
 
 /* ---- incoming messages ------------------------------------------------------------- */
@@ -603,6 +769,18 @@ static void on_result(conn_t *c, uint32_t id, bool is_error, const char *p, size
         print_error_frame(c, p, n);
     }
     if (c->outstanding) c->outstanding--;
+    if (c->auth_state == 1 && id == c->setup_id) {
+        if (c->sent_ns) hist_add_ns(&g_login_lat, now - c->sent_ns[id & g_ring_mask]);
+        if (is_error) {
+            c->auth_state = 3;
+            g_auth_failed++;
+        } else {
+            c->auth_state = 2;
+            g_auth_ok++;
+            conn_begin(c);
+        }
+        return;
+    }
     switch (c->role) {
     case ROLE_LOAD:
         if (g_measuring && !is_error) { /* error answers are counted in g_errors only */
@@ -611,7 +789,7 @@ static void on_result(conn_t *c, uint32_t id, bool is_error, const char *p, size
         }
         break;
     case ROLE_SUB:
-        if (c->sub_state == 1 && id == 1) {
+        if (c->sub_state == 1 && id == c->setup_id) {
             if (is_error) {
                 c->sub_state = 0;
                 g_sub_failed++;
@@ -687,8 +865,7 @@ static void on_text(conn_t *c, const char *p, size_t n, uint64_t now) {
             c->welcomed = true;
             g_pending_open--;
             g_open_ok++;
-            if (c->role == ROLE_SUB) send_subscribe(c);
-            else if (c->role == ROLE_LOAD) refill(c);
+            conn_begin(c);
             if (!g_stopping) open_more();
         }
     } else if (left >= 8 && memcmp(t, "\"system\"", 8) == 0) {
@@ -1086,6 +1263,7 @@ static void setup(int nconns) {
     }
     hist_init(&g_lat);
     hist_init(&g_upd_lat);
+    hist_init(&g_login_lat);
 }
 
 static bool all_opened(void) { return g_next_open >= g_nconns && g_pending_open == 0; }
@@ -1097,6 +1275,57 @@ static void open_all(void) {
     if (!loop_until(limit, all_opened)) die("opening %d connections timed out (%d open, %d failed)", g_nconns, g_open_ok, g_open_failed);
     note("%d connections open in %.0f ms (%d failed)", g_open_ok, (double)(mono_ns() - t0) / 1e6, g_open_failed);
     if (g_open_ok == 0) die("no connection could be opened");
+}
+
+static bool logins_done(void) {
+    return g_auth_ok + g_auth_failed >= (uint64_t)g_open_ok || g_stopping;
+}
+
+/* With --token: waits until every open connection's login was answered. */
+static void wait_logins(void) {
+    if (!opt.token) return;
+    uint64_t t0 = mono_ns();
+    if (!loop_until(t0 + (uint64_t)(30 + g_nconns / 200) * 1000000000ull, logins_done))
+        die("logging in timed out: %llu of %d logged in", (unsigned long long)g_auth_ok, g_open_ok);
+    note("%llu logins accepted, %llu refused in %.0f ms (login p50 %llu us)", (unsigned long long)g_auth_ok,
+         (unsigned long long)g_auth_failed, (double)(mono_ns() - t0) / 1e6,
+         (unsigned long long)hist_pct(&g_login_lat, 0.5));
+    if (g_auth_ok == 0) die("no login succeeded (is --token right?)");
+}
+
+/* Builds the checkout request heads, one per --products entry. */
+static void checkout_templates(void) {
+    char *list = strdup(opt.products);
+    if (!list) die("out of memory");
+    size_t cap = 1;
+    for (const char *p = list; *p; p++) cap += *p == ',';
+    g_co_head = calloc(cap, sizeof *g_co_head);
+    g_co_head_len = calloc(cap, sizeof *g_co_head_len);
+    if (!g_co_head || !g_co_head_len) die("out of memory");
+    char *qw = json_quote(opt.wallet_currency);
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *qp = json_quote(tok), tmp[1200];
+        int n = snprintf(tmp, sizeof tmp,
+                         ",\"type\":\"procedures.call\",\"name\":\"checkout\",\"input\":{\"walletCurrency\":%s,"
+                         "\"items\":[{\"productId\":%s,\"quantity\":1}]",
+                         qw, qp);
+        free(qp);
+        if (n < 0 || (size_t)n >= sizeof tmp) die("--products entry too long");
+        g_co_head[g_co_nproducts] = strdup(tmp);
+        g_co_head_len[g_co_nproducts++] = (size_t)n;
+    }
+    free(qw);
+    free(list);
+    g_idem_nonce = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (mono_ns() & 0xfffff);
+}
+
+static const char *load_title(void) {
+    switch (opt.mode) {
+    case MODE_TX: return "store.transaction (3 ops)";
+    case MODE_CHECKOUT: return opt.idempotency ? "checkout (procedures.call, idempotency key)" : "checkout (procedures.call)";
+    default: return "store.get";
+    }
 }
 
 static void shut_all(void) {
@@ -1125,7 +1354,9 @@ static int run_load(void) {
     char *qb = json_quote(opt.bucket), *qk = json_quote(opt.key);
     char tmp[2048];
     int n;
-    if (opt.mode == MODE_GET) {
+    if (opt.mode == MODE_CHECKOUT) {
+        checkout_templates();
+    } else if (opt.mode == MODE_GET) {
         n = snprintf(tmp, sizeof tmp, ",\"type\":\"store.get\",\"bucket\":%s,\"key\":%s}", qb, qk);
         if (n < 0 || (size_t)n >= sizeof tmp) die("--bucket/--key too long");
         g_req_suffix = strdup(tmp);
@@ -1163,6 +1394,7 @@ static int run_load(void) {
     free(qa);
 
     open_all();
+    wait_logins();
     note("%s: warm-up %.1f s", opt.mode_name, opt.warmup);
     loop_until(mono_ns() + (uint64_t)(opt.warmup * 1e9), NULL);
     uint64_t err0 = g_errors;
@@ -1186,14 +1418,17 @@ static int run_load(void) {
     double per_op_sched = ssched >= 0 && g_ops ? ssched * 1e6 / (double)g_ops : -1;
     double gcpu = (double)(self1 - self0) / 1e9;
     uint64_t errors = g_errors - err0;
-    bool ok = g_open_failed == 0 && g_closed_after_open == 0 && g_errors == 0 && g_ops > 0;
-    printf("RESULT mode=%s conns=%d inflight=%d seconds=%.2f ops=%llu ops_per_s=%.0f lat_p50_us=%llu "
+    bool ok = g_open_failed == 0 && g_closed_after_open == 0 && g_errors == 0 && g_ops > 0 && g_auth_failed == 0;
+    printf("RESULT mode=%s auth=%s auth_failed=%llu idempotency=%s conns=%d inflight=%d seconds=%.2f ops=%llu "
+           "ops_per_s=%.0f lat_p50_us=%llu "
            "lat_p90_us=%llu lat_p99_us=%llu lat_p999_us=%llu lat_max_us=%llu lat_mean_us=%.1f errors=%llu "
            "server_cpu_s=%.2f server_cpu_us_per_op=%.3f server_cpu_sched_us_per_op=%.3f server_cpu_pct=%.1f "
            "server_sys_pct=%.0f server_runq_wait_pct=%.1f "
            "gen_cpu_s=%.2f gen_cpu_us_per_op=%.3f gen_cpu_pct=%.1f conn_failed=%d conn_closed=%d pings=%llu "
            "ws_pings=%llu status=%s\n",
-           opt.mode_name, opt.conns, opt.inflight, wall, (unsigned long long)g_ops, ops_s,
+           opt.mode_name, opt.token ? "token" : "none", (unsigned long long)g_auth_failed,
+           opt.mode == MODE_CHECKOUT && opt.idempotency ? "key" : "none", opt.conns, opt.inflight, wall,
+           (unsigned long long)g_ops, ops_s,
            (unsigned long long)hist_pct(&g_lat, 0.50), (unsigned long long)hist_pct(&g_lat, 0.90),
            (unsigned long long)hist_pct(&g_lat, 0.99), (unsigned long long)hist_pct(&g_lat, 0.999),
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0,
@@ -1205,7 +1440,7 @@ static int run_load(void) {
     fmt_cpu(cpu, sizeof cpu, scpu, per_op, "op", wall, cpu_sys_pct(s0, s1));
     printf("%s: %.0f ops/s over %.1f s (%d conns x %d in flight), latency p50 %llu us p99 %llu us max %llu us; "
            "server CPU %s; generator CPU %.2f us/op = %.0f%% of a core; %llu errors\n",
-           opt.mode == MODE_TX ? "store.transaction (3 ops)" : "store.get", ops_s, wall, opt.conns, opt.inflight,
+           load_title(), ops_s, wall, opt.conns, opt.inflight,
            (unsigned long long)hist_pct(&g_lat, 0.50), (unsigned long long)hist_pct(&g_lat, 0.99),
            (unsigned long long)g_lat.max, cpu, g_ops ? gcpu * 1e6 / (double)g_ops : 0.0, gcpu / wall * 100, (unsigned long long)errors);
     if (gcpu / wall > 0.9) note("warning: the generator used %.0f%% of a core; it may be the bottleneck", gcpu / wall * 100);
@@ -1215,11 +1450,39 @@ static int run_load(void) {
 static conn_t *g_writer;
 
 static bool subs_ready(void) {
-    return g_sub_ready + g_sub_failed + (uint64_t)g_open_failed >= (uint64_t)opt.subscribers || g_stopping;
+    uint64_t refused = 0; /* subscribers whose login was refused never subscribe */
+    if (opt.token) refused = g_auth_failed;
+    return g_sub_ready + g_sub_failed + refused + (uint64_t)g_open_failed >= (uint64_t)opt.subscribers || g_stopping;
 }
 
 static uint64_t g_expect_pushes;
 static bool drained(void) { return g_pushes >= g_expect_pushes && g_writer->outstanding == 0; }
+
+/* events: {"id":N,"type":"rules.emit","topic":T,"data":{"seq":n,"sentAt":ns}} */
+static void send_emit(conn_t *w, uint64_t seq) {
+    static char *head; /* ,"type":"rules.emit","topic":T,"data":{"seq": */
+    static size_t head_len;
+    if (!head) {
+        char *qt = json_quote(opt.topic), tmp[1024];
+        int n = snprintf(tmp, sizeof tmp, ",\"type\":\"rules.emit\",\"topic\":%s,\"data\":{\"seq\":", qt);
+        free(qt);
+        if (n < 0 || (size_t)n >= sizeof tmp) die("--topic too long");
+        head = strdup(tmp);
+        head_len = (size_t)n;
+    }
+    char rest[1200];
+    size_t n = head_len;
+    memcpy(rest, head, n);
+    n += u64_dec(rest + n, seq);
+    memcpy(rest + n, ",\"sentAt\":", 10);
+    n += 10;
+    uint64_t now = mono_ns();
+    n += u64_dec(rest + n, now - g_epoch_ns);
+    rest[n++] = '}';
+    rest[n++] = '}';
+    send_request(w, now, rest, n);
+    conn_flush(w);
+}
 
 static void send_update(conn_t *w, uint64_t seq) {
     static char *rest_head; /* ,"type":"store.update","bucket":B,"key":K,"data":{"stock": */
@@ -1258,7 +1521,8 @@ static uint64_t run_updates(double seconds, uint64_t *seq) {
         uint64_t at = t0 + i * interval;
         for (uint64_t now = mono_ns(); now < at; now = mono_ns()) loop_once(ms_until(at, now));
         if (g_writer->state != ST_OPEN) die("the writer connection is gone");
-        send_update(g_writer, ++*seq);
+        if (opt.mode == MODE_EVENTS) send_emit(g_writer, ++*seq);
+        else send_update(g_writer, ++*seq);
     }
     /* serve the last interval too, so that the window covers seconds */
     uint64_t end = t0 + count * interval;
@@ -1275,6 +1539,7 @@ static int run_fanout(void) {
     g_writer->sent_ns = calloc(g_ring_mask + 1, sizeof *g_writer->sent_ns);
     if (!g_writer->sent_ns) die("out of memory");
 
+    const char *mn = opt.mode_name, *what = opt.mode == MODE_EVENTS ? "events" : "updates";
     open_all();
     if (g_writer->state != ST_OPEN) die("the writer connection could not be opened");
     uint64_t t0 = mono_ns();
@@ -1283,10 +1548,12 @@ static int run_fanout(void) {
     note("%llu subscriptions confirmed (%llu failed)", (unsigned long long)g_sub_ready,
          (unsigned long long)g_sub_failed);
     if (g_sub_ready == 0) die("no subscription succeeded");
+    if (opt.token && !loop_until(mono_ns() + 30000000000ull, logins_done)) die("the writer's login timed out");
+    if (opt.token && g_writer->auth_state != 2) die("the writer's login was refused");
 
     uint64_t seq = 0;
     if (opt.warmup > 0) {
-        note("fanout: warm-up %.1f s of updates", opt.warmup);
+        note("%s: warm-up %.1f s of %s", mn, opt.warmup, what);
         run_updates(opt.warmup, &seq);
     }
     /* let the warm-up's last pushes arrive */
@@ -1299,7 +1566,7 @@ static int run_fanout(void) {
     uint64_t err0 = g_errors;
     g_window_start_ns = mono_ns();
     g_measuring = true;
-    note("fanout: %llu subscribers, %.1f updates/s for %.1f s", (unsigned long long)g_sub_ready, opt.rate, opt.seconds);
+    note("%s: %llu subscribers, %.1f %s/s for %.1f s", mn, (unsigned long long)g_sub_ready, opt.rate, what, opt.seconds);
     uint64_t updates = run_updates(opt.seconds, &seq);
     g_expect_pushes = updates * g_sub_ready;
     bool complete = loop_until(mono_ns() + (uint64_t)(opt.drain * 1e9), drained);
@@ -1332,8 +1599,8 @@ static int run_fanout(void) {
     double ev_per_update = updates ? ev / (double)updates : NAN;
     uint64_t errors = g_errors - err0;
     bool ok = complete && g_pushes == g_expect_pushes && errors == 0 && g_open_failed == 0 &&
-              g_closed_after_open == 0 && g_sub_failed == 0;
-    printf("RESULT mode=fanout subscribers=%llu rate=%.2f seconds=%.2f window_s=%.2f updates=%llu pushes=%llu "
+              g_closed_after_open == 0 && g_sub_failed == 0 && g_auth_failed == 0;
+    printf("RESULT mode=%s auth=%s auth_failed=%llu subscribers=%llu rate=%.2f seconds=%.2f window_s=%.2f updates=%llu pushes=%llu "
            "expected=%llu push_p50_us=%llu push_p90_us=%llu push_p99_us=%llu push_max_us=%llu push_mean_us=%.1f "
            "min_per_sub=%llu max_per_sub=%llu update_p50_us=%llu update_p99_us=%llu evaluations=%.0f "
            "evals_per_update=%.3f server_pushes=%.0f server_unchanged=%.0f server_cpu_s=%.3f "
@@ -1341,7 +1608,8 @@ static int run_fanout(void) {
            "gen_cpu_s=%.3f "
            "gen_cpu_us_per_push=%.3f "
            "errors=%llu conn_failed=%d conn_closed=%d pings=%llu ws_pings=%llu status=%s\n",
-           (unsigned long long)g_sub_ready, opt.rate, opt.seconds, wall, (unsigned long long)updates,
+           mn, opt.token ? "token" : "none", (unsigned long long)g_auth_failed, (unsigned long long)g_sub_ready,
+           opt.rate, opt.seconds, wall, (unsigned long long)updates,
            (unsigned long long)g_pushes, (unsigned long long)g_expect_pushes, (unsigned long long)hist_pct(&g_lat, 0.50),
            (unsigned long long)hist_pct(&g_lat, 0.90), (unsigned long long)hist_pct(&g_lat, 0.99),
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0, (unsigned long long)minp,
@@ -1351,9 +1619,9 @@ static int run_fanout(void) {
            g_closed_after_open, (unsigned long long)g_pings, (unsigned long long)g_ws_pings, ok ? "ok" : "incomplete");
     char cpu[160];
     fmt_cpu(cpu, sizeof cpu, scpu, per_push, "push", wall, cpu_sys_pct(s0, s1));
-    printf("fanout: %llu subscribers, %llu updates -> %llu of %llu pushes, push latency p50 %llu us p99 %llu us "
+    printf("%s: %llu subscribers, %llu %s -> %llu of %llu pushes, push latency p50 %llu us p99 %llu us "
            "max %llu us; %.3f evaluations/update; server CPU %s; generator CPU %.2f us/push\n",
-           (unsigned long long)g_sub_ready, (unsigned long long)updates, (unsigned long long)g_pushes,
+           mn, (unsigned long long)g_sub_ready, (unsigned long long)updates, what, (unsigned long long)g_pushes,
            (unsigned long long)g_expect_pushes, (unsigned long long)hist_pct(&g_lat, 0.50),
            (unsigned long long)hist_pct(&g_lat, 0.99), (unsigned long long)g_lat.max, ev_per_update, cpu,
            g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0);
@@ -1366,6 +1634,6 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     g_epoch_ns = mono_ns();
     g_epoch_ns = g_epoch_ns > 1000000000u ? g_epoch_ns - 1000000000u : 0;
-    if (opt.mode == MODE_FANOUT) return run_fanout();
+    if (opt.mode == MODE_FANOUT || opt.mode == MODE_EVENTS) return run_fanout();
     return run_load();
 }

@@ -56,8 +56,13 @@ static void on_log_flush(uv_prepare_t *h) {
 
 static void flush_subscriptions(void *udata) { subs_flush(udata); }
 
-/* A backstop for writes that did not come from a realtime request. */
-static void on_subs_prepare(uv_prepare_t *h) { subs_flush(h->data); }
+/* Once per loop turn, before the loop blocks: subscription results for writes that
+ * did not come from a realtime request, then the end of the shared read transaction. */
+static void on_subs_prepare(uv_prepare_t *h) {
+    app_t *app = h->data;
+    subs_flush(app->subs);
+    store_idle(app->store);
+}
 
 static void close_handle(uv_handle_t *h) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -255,7 +260,7 @@ static int serve(config_t *cfg) {
     /* Started after the server's own flusher, so it runs before it (libuv runs the
      * newest prepare handle first): pushes it makes go out in the same iteration. */
     uv_prepare_init(app.loop, &app.subs_flush);
-    app.subs_flush.data = app.subs;
+    app.subs_flush.data = &app;
     uv_prepare_start(&app.subs_flush, on_subs_prepare);
     uv_unref((uv_handle_t *)&app.subs_flush);
 

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "core/json.h"
@@ -94,7 +95,7 @@ int auth_cfg_string_array(const json_t *v, const char *path, size_t max, char **
         const json_t *e = json_array_get(v, i);
         if (!json_is_string(e) || json_string_length(e) == 0) {
             char p[512];
-            snprintf(p, sizeof p, "%s[%zu]", path, i);
+            auth_path(p, sizeof p, "%s[%zu]", path, i);
             return auth_cfg_fail(errbuf, errlen, p, "must be a non-empty string");
         }
     }
@@ -193,14 +194,14 @@ static int static_token_parse(const char *token, const json_t *v, const char *pa
 
     const json_t *uid = json_object_get(v, "userId");
     if (!json_is_string(uid) || json_string_length(uid) == 0) {
-        snprintf(p, sizeof p, "%s.userId", path);
+        auth_path(p, sizeof p, "%s.userId", path);
         return auth_cfg_fail(errbuf, errlen, p, "must be a non-empty string");
     }
     auth_static_token_t *t = xcalloc(1, sizeof *t);
     t->user_id = xstrdup(json_string_value(uid));
     const json_t *roles = json_object_get(v, "roles");
     if (roles) {
-        snprintf(p, sizeof p, "%s.roles", path);
+        auth_path(p, sizeof p, "%s.roles", path);
         /* An empty roles array is allowed here: a user without roles. */
         if (json_is_array(roles) && json_array_size(roles) == 0)
             roles = NULL;
@@ -211,7 +212,7 @@ static int static_token_parse(const char *token, const json_t *v, const char *pa
     const json_t *exp = json_object_get(v, "expiresAt");
     if (exp) {
         if (!json_is_integer(exp) || json_integer_value(exp) < 0) {
-            snprintf(p, sizeof p, "%s.expiresAt", path);
+            auth_path(p, sizeof p, "%s.expiresAt", path);
             auth_cfg_fail(errbuf, errlen, p, "must be a non-negative integer (ms since the epoch)");
             goto fail;
         }
@@ -359,4 +360,11 @@ bool auth_permit(const auth_t *a, const auth_identity_t *who, const char *op, co
         return !a->required;
     }
     return auth_policy_permit(a->policy, who, op, resource, request, owner_field_out);
+}
+
+void auth_path(char *out, size_t size, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, size, fmt, ap);
+    va_end(ap);
 }

@@ -5,7 +5,8 @@
  *     "tokens": { "<token>": { "userId": "…", "roles": ["…"], "expiresAt": <ms>? } },
  *     "jwt": { "issuer": "…", "audience": "…" | ["…"], "algorithms": ["ES256", …],
  *              "secret": "…" (HS256) | "jwksFile": "path" | "jwksUrl": "http(s)://…",
- *              "rolesClaim": "roles", "clockSkewSec": 30 },
+ *              "rolesClaim": "roles", "clockSkewSec": 30,
+              "jwksRefreshMinMs": 60000 },
  *     "permissions": { "default": "deny" | "allow", "rules": [ … ] } }
  * and the top-level `rateLimit` { "maxRequests": n, "windowMs": ms }.
  *
@@ -15,7 +16,9 @@
  * configured list are refused (no algorithm confusion: the key type must fit the
  * algorithm), `iss`, `aud`, `exp`, `nbf`, `iat` are checked with the clock skew,
  * `sub` is the user id, roles come from `rolesClaim` (an array of strings, or one
- * space-separated string), `exp` is the session's expiry. Tokens longer than
+ * space-separated string), `exp` plus the clock skew is the session's expiry. A
+ * token whose key is not known makes shopd fetch a `jwksUrl` again, at most once per
+ * `jwksRefreshMinMs` (default one minute). Tokens longer than
  * AUTH_MAX_TOKEN bytes are refused without parsing.
  *
  * Permission rules, checked in order; the first that matches allows:

@@ -32,6 +32,8 @@ struct auth {
 /* ---- config helpers ---- */
 
 /* Writes "config: <path>: <message>" into errbuf and returns -1. */
+/* Formats a JSON path for a config message into out (truncated to fit). */
+void auth_path(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int auth_cfg_fail(char *errbuf, size_t errlen, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Writes into out the path of member `name` under `parent`: `parent.name`, or

@@ -100,6 +100,7 @@ struct auth_jwt {
     size_t audience_count;
     char *roles_claim;
     int64_t skew_ms;
+    uint64_t refetch_ms; /* least time between two JWKS URL fetches */
     jwt_key_t *secret;
     jwt_keyset_t *file_keys;
     jwt_keyset_t *url_keys;
@@ -400,7 +401,7 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
                          size_t errlen) {
     static const char *const known[] = {"issuer",     "audience",     "algorithms",
                                         "secret",     "jwksFile",     "jwksUrl",
-                                        "rolesClaim", "clockSkewSec", NULL};
+                                        "rolesClaim", "clockSkewSec", "jwksRefreshMinMs", NULL};
     char p[512];
     if (!json_is_object(cfg)) {
         auth_cfg_fail(errbuf, errlen, path, "must be an object");
@@ -410,10 +411,11 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
     auth_jwt_t *j = xcalloc(1, sizeof *j);
     j->loop = loop;
     j->skew_ms = JWT_DEFAULT_SKEW_SEC * 1000;
+    j->refetch_ms = JWKS_REFETCH_MS;
 
     const json_t *v = json_object_get(cfg, "issuer");
     if (v) {
-        snprintf(p, sizeof p, "%s.issuer", path);
+        auth_path(p, sizeof p, "%s.issuer", path);
         if (!json_is_string(v) || json_string_length(v) == 0) {
             auth_cfg_fail(errbuf, errlen, p, "must be a non-empty string");
             goto fail;
@@ -421,11 +423,11 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
         j->issuer = xstrdup(json_string_value(v));
     }
     if ((v = json_object_get(cfg, "audience"))) {
-        snprintf(p, sizeof p, "%s.audience", path);
+        auth_path(p, sizeof p, "%s.audience", path);
         if (jwt_cfg_audience(j, v, p, errbuf, errlen) < 0) goto fail;
     }
     if ((v = json_object_get(cfg, "secret"))) {
-        snprintf(p, sizeof p, "%s.secret", path);
+        auth_path(p, sizeof p, "%s.secret", path);
         if (!json_is_string(v)) {
             auth_cfg_fail(errbuf, errlen, p, "must be a string");
             goto fail;
@@ -447,7 +449,7 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
         }
     }
     if ((v = json_object_get(cfg, "jwksFile"))) {
-        snprintf(p, sizeof p, "%s.jwksFile", path);
+        auth_path(p, sizeof p, "%s.jwksFile", path);
         if (!json_is_string(v) || json_string_length(v) == 0) {
             auth_cfg_fail(errbuf, errlen, p, "must be a non-empty string");
             goto fail;
@@ -465,7 +467,7 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
         }
     }
     if ((v = json_object_get(cfg, "jwksUrl"))) {
-        snprintf(p, sizeof p, "%s.jwksUrl", path);
+        auth_path(p, sizeof p, "%s.jwksUrl", path);
         if (!json_is_string(v) || !url_is_acceptable(json_string_value(v))) {
             auth_cfg_fail(errbuf, errlen, p, "must be an http:// or https:// URL");
             goto fail;
@@ -490,14 +492,14 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
     bool has_oct = j->secret || keyset_has_type(j->file_keys, KEY_OCT);
     bool has_public = j->file_keys || j->jwks_url;
     if ((v = json_object_get(cfg, "algorithms"))) {
-        snprintf(p, sizeof p, "%s.algorithms", path);
+        auth_path(p, sizeof p, "%s.algorithms", path);
         if (!json_is_array(v) || json_array_size(v) == 0) {
             auth_cfg_fail(errbuf, errlen, p, "must be a non-empty array of algorithm names");
             goto fail;
         }
         for (size_t i = 0; i < json_array_size(v); i++) {
             const json_t *e = json_array_get(v, i);
-            snprintf(p, sizeof p, "%s.algorithms[%zu]", path, i);
+            auth_path(p, sizeof p, "%s.algorithms[%zu]", path, i);
             if (!json_is_string(e)) {
                 auth_cfg_fail(errbuf, errlen, p, "must be a string");
                 goto fail;
@@ -526,7 +528,7 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
         if (has_public) j->algs |= ALG_ES256 | ALG_RS256 | ALG_EDDSA;
     }
     if ((v = json_object_get(cfg, "rolesClaim"))) {
-        snprintf(p, sizeof p, "%s.rolesClaim", path);
+        auth_path(p, sizeof p, "%s.rolesClaim", path);
         if (!json_is_string(v) || json_string_length(v) == 0) {
             auth_cfg_fail(errbuf, errlen, p, "must be a non-empty string");
             goto fail;
@@ -536,13 +538,21 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
         j->roles_claim = xstrdup("roles");
     }
     if ((v = json_object_get(cfg, "clockSkewSec"))) {
-        snprintf(p, sizeof p, "%s.clockSkewSec", path);
+        auth_path(p, sizeof p, "%s.clockSkewSec", path);
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
             json_integer_value(v) > JWT_MAX_SKEW_SEC) {
             auth_cfg_fail(errbuf, errlen, p, "must be an integer from 0 to %d", JWT_MAX_SKEW_SEC);
             goto fail;
         }
         j->skew_ms = (int64_t)json_integer_value(v) * 1000;
+    }
+    if ((v = json_object_get(cfg, "jwksRefreshMinMs"))) {
+        auth_path(p, sizeof p, "%s.jwksRefreshMinMs", path);
+        if (!json_is_integer(v) || json_integer_value(v) < 1000 || json_integer_value(v) > 86400000) {
+            auth_cfg_fail(errbuf, errlen, p, "must be an integer from 1000 to 86400000");
+            goto fail;
+        }
+        j->refetch_ms = (uint64_t)json_integer_value(v);
     }
     return j;
 fail:
@@ -676,7 +686,9 @@ static jwt_check_t check_claims(const auth_jwt_t *j, const json_t *claims, int64
     id->roles = roles;
     id->role_count = role_count;
     /* 0 means "never" in auth_identity_t, so a real exp never maps to it. */
-    id->expires_at = has_exp ? (exp > 0 ? exp : 1) : 0;
+    /* The session lasts as long as verification would accept the token: a token taken
+     * within the clock skew after its exp must not give a session that is over at once. */
+    id->expires_at = has_exp ? (exp + j->skew_ms > 0 ? exp + j->skew_ms : 1) : 0;
     return CHECK_OK;
 }
 
@@ -981,7 +993,7 @@ void auth_jwt_verify(auth_jwt_t *j, const char *token, size_t len, int64_t now_m
     /* The key is unknown: wait for a fetch in flight, start one if the last is a
      * minute old, or give up. */
     if (!j->fetch) {
-        bool due = !j->fetched || clock_mono_ms() - j->last_fetch_ms >= JWKS_REFETCH_MS;
+        bool due = !j->fetched || clock_mono_ms() - j->last_fetch_ms >= j->refetch_ms;
         if (!due || fetch_start(j) < 0) {
             auth_finish(done, udata, AUTH_INVALID, NULL,
                         due ? "jwks_fetch_not_started" : "unknown_key_refetch_wait");

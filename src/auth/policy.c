@@ -205,13 +205,13 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
     if (auth_cfg_known_fields(v, path, known, errbuf, errlen) < 0) return -1;
 
     const json_t *role = json_object_get(v, "role");
-    snprintf(p, sizeof p, "%s.role", path);
+    auth_path(p, sizeof p, "%s.role", path);
     if (!json_is_string(role) || json_string_length(role) == 0)
         return auth_cfg_fail(errbuf, errlen, p, "must be a non-empty string");
     r->role = xstrdup(json_string_value(role));
 
     const json_t *allow = json_object_get(v, "allow");
-    snprintf(p, sizeof p, "%s.allow", path);
+    auth_path(p, sizeof p, "%s.allow", path);
     if (json_is_string(allow)) {
         r->allow = xcalloc(1, sizeof *r->allow);
         r->allow[0] = xstrdup(json_string_value(allow));
@@ -226,7 +226,7 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
             return -1;
         for (size_t i = 0; i < r->allow_count; i++)
             if (!op_pattern_valid(r->allow[i])) {
-                snprintf(p, sizeof p, "%s.allow[%zu]", path, i);
+                auth_path(p, sizeof p, "%s.allow[%zu]", path, i);
                 return auth_cfg_fail(
                     errbuf, errlen, p,
                     "invalid operation pattern \"%s\" (use \"*\", \"ns.*\" or \"ns.op\")",
@@ -238,20 +238,20 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
 
     const json_t *buckets = json_object_get(v, "buckets");
     if (buckets) {
-        snprintf(p, sizeof p, "%s.buckets", path);
+        auth_path(p, sizeof p, "%s.buckets", path);
         if (auth_cfg_string_array(buckets, p, POLICY_MAX_LIST, &r->buckets, &r->bucket_count,
                                   errbuf, errlen) < 0)
             return -1;
     }
     const json_t *topics = json_object_get(v, "topics");
     if (topics) {
-        snprintf(p, sizeof p, "%s.topics", path);
+        auth_path(p, sizeof p, "%s.topics", path);
         if (auth_cfg_string_array(topics, p, POLICY_MAX_LIST, &r->topics, &r->topic_count, errbuf,
                                   errlen) < 0)
             return -1;
         for (size_t i = 0; i < r->topic_count; i++)
             if (!topic_pattern_valid(r->topics[i])) {
-                snprintf(p, sizeof p, "%s.topics[%zu]", path, i);
+                auth_path(p, sizeof p, "%s.topics[%zu]", path, i);
                 return auth_cfg_fail(
                     errbuf, errlen, p,
                     "invalid topic pattern \"%s\" ('*' stands for a whole segment)", r->topics[i]);
@@ -259,12 +259,12 @@ static int rule_parse(policy_rule_t *r, const json_t *v, const char *path, char 
     }
     const json_t *match = json_object_get(v, "match");
     if (match) {
-        snprintf(p, sizeof p, "%s.match", path);
+        auth_path(p, sizeof p, "%s.match", path);
         if (rule_parse_match(r, match, p, errbuf, errlen) < 0) return -1;
     }
     const json_t *owner = json_object_get(v, "owner");
     if (owner) {
-        snprintf(p, sizeof p, "%s.owner", path);
+        auth_path(p, sizeof p, "%s.owner", path);
         if (!json_is_string(owner) || json_string_length(owner) == 0)
             return auth_cfg_fail(errbuf, errlen, p, "must be a non-empty field name");
         r->owner = xstrdup(json_string_value(owner));
@@ -285,7 +285,7 @@ auth_policy_t *auth_policy_new(const json_t *cfg, const char *path, char *errbuf
     if (def) {
         const char *s = json_string_value(def);
         if (!s || (strcmp(s, "allow") != 0 && strcmp(s, "deny") != 0)) {
-            snprintf(p, sizeof p, "%s.default", path);
+            auth_path(p, sizeof p, "%s.default", path);
             auth_cfg_fail(errbuf, errlen, p, "must be \"allow\" or \"deny\"");
             goto fail;
         }
@@ -293,7 +293,7 @@ auth_policy_t *auth_policy_new(const json_t *cfg, const char *path, char *errbuf
     }
     const json_t *rules = json_object_get(cfg, "rules");
     if (rules) {
-        snprintf(p, sizeof p, "%s.rules", path);
+        auth_path(p, sizeof p, "%s.rules", path);
         if (!json_is_array(rules)) {
             auth_cfg_fail(errbuf, errlen, p, "must be an array of rules");
             goto fail;
@@ -304,7 +304,7 @@ auth_policy_t *auth_policy_new(const json_t *cfg, const char *path, char *errbuf
         }
         pol->rules = xcalloc(json_array_size(rules) + 1, sizeof *pol->rules);
         for (size_t i = 0; i < json_array_size(rules); i++) {
-            snprintf(p, sizeof p, "%s.rules[%zu]", path, i);
+            auth_path(p, sizeof p, "%s.rules[%zu]", path, i);
             /* Counted before parsing so that a half-built rule is freed on failure. */
             pol->count++;
             if (rule_parse(&pol->rules[i], json_array_get(rules, i), p, errbuf, errlen) < 0)

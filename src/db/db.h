@@ -41,6 +41,11 @@ void db_close(db_t *db); /* NULL is fine */
 int db_migrate(db_t *db, const db_migration_t *migrations, size_t count, err_t *err);
 int db_schema_version(db_t *db);
 
+/* Ends the read transaction that reads outside write transactions share; call once
+ * per event-loop turn (and before the process sleeps), so other processes' writes and
+ * checkpoints are never held back for long. */
+void db_idle(db_t *db);
+
 /* Runs one or more statements without results. */
 int db_exec(db_t *db, const char *sql, err_t *err);
 

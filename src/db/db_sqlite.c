@@ -9,9 +9,20 @@
  *                          checkpoint (docs/internals/db.md).
  *   busy_timeout=5000      another process (sqlite3 shell, backup) may hold a lock briefly
  *   foreign_keys=OFF       references between buckets are hints, as the protocol says
+ *
+ * Two measured costs are taken off the request path:
+ * - Reads outside a write transaction share one read transaction until db_idle() (the
+ *   event loop calls it once per turn): SQLite otherwise takes and drops the WAL read
+ *   lock (two fcntl calls) around every statement, 27 % of a store.get. A statement
+ *   that writes ends the shared read transaction first, so writes never wait for it.
+ * - Checkpoints (copying the WAL back into the database file, with fsync) run on a
+ *   thread of their own with a second connection, started when the WAL passes
+ *   CHECKPOINT_PAGES; inline, each cost about 1.5 ms of the loop thread every ~34
+ *   transactions. They are PASSIVE: they never block the writer.
  */
 #include "db/db.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +39,104 @@ struct db_stmt {
     bool cached;
 };
 
+#define CHECKPOINT_PAGES 1000
+
+/* The checkpointer thread and its connection. */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    sqlite3 *conn;
+    bool requested;
+    bool stop;
+    bool running;
+    int next_at; /* WAL size (pages) at which to ask for the next checkpoint */
+} checkpointer_t;
+
 struct db {
     sqlite3 *conn;
     strmap_t stmts; /* sql text → db_stmt_t */
     bool in_tx;
+    bool read_open; /* a shared read transaction is open (until db_idle) */
     int last_rc;
     char last_msg[256];
+    checkpointer_t ckpt;
 };
+
+static void *checkpointer_main(void *arg) {
+    checkpointer_t *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->requested && !c->stop) pthread_cond_wait(&c->wake, &c->lock);
+        if (c->stop) break;
+        c->requested = false;
+        pthread_mutex_unlock(&c->lock);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("db.checkpoint_failed", "error=\"%s\"", sqlite3_errmsg(c->conn));
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Called by SQLite after each commit with the WAL's size in pages. */
+static int on_wal_commit(void *arg, sqlite3 *conn, const char *name, int pages) {
+    (void)conn, (void)name;
+    checkpointer_t *c = arg;
+    /* Once per CHECKPOINT_PAGES of growth: the WAL is rewound (and shrinks) only when
+     * a writer starts after a complete checkpoint, so until then every commit would
+     * otherwise ask again and turn each commit into an fsync. */
+    if (pages < c->next_at - CHECKPOINT_PAGES) c->next_at = CHECKPOINT_PAGES; /* rewound */
+    if (pages >= c->next_at && c->running) {
+        c->next_at = pages + CHECKPOINT_PAGES;
+        pthread_mutex_lock(&c->lock);
+        c->requested = true;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void checkpointer_start(db_t *db, const char *path) {
+    checkpointer_t *c = &db->ckpt;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    if (sqlite3_open_v2(path, &c->conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        log_warn("db.checkpointer_disabled", "error=\"%s\"", c->conn ? sqlite3_errmsg(c->conn) : "?");
+        sqlite3_close(c->conn);
+        c->conn = NULL;
+        sqlite3_wal_autocheckpoint(db->conn, CHECKPOINT_PAGES); /* fall back to inline */
+        return;
+    }
+    sqlite3_busy_timeout(c->conn, 5000);
+    if (pthread_create(&c->thread, NULL, checkpointer_main, c) != 0) {
+        sqlite3_close(c->conn);
+        c->conn = NULL;
+        sqlite3_wal_autocheckpoint(db->conn, CHECKPOINT_PAGES);
+        return;
+    }
+    c->running = true;
+    c->next_at = CHECKPOINT_PAGES;
+    sqlite3_wal_hook(db->conn, on_wal_commit, c); /* replaces the automatic checkpoints */
+}
+
+static void checkpointer_stop(db_t *db) {
+    checkpointer_t *c = &db->ckpt;
+    if (c->running) {
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->thread, NULL);
+        c->running = false;
+    }
+    if (c->conn) sqlite3_close(c->conn);
+    c->conn = NULL;
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->wake);
+}
 
 static int db_fail(db_t *db, err_t *err, const char *what) {
     const char *msg = db && db->conn ? sqlite3_errmsg(db->conn) : "out of memory";
@@ -68,11 +170,14 @@ db_t *db_open(const char *path, err_t *err) {
         db_close(db);
         return NULL;
     }
+    checkpointer_start(db, path);
     return db;
 }
 
 void db_close(db_t *db) {
     if (!db) return;
+    db_idle(db);
+    checkpointer_stop(db);
     size_t it = 0;
     void *v;
     while (strmap_next(&db->stmts, &it, NULL, &v)) {
@@ -85,7 +190,19 @@ void db_close(db_t *db) {
     free(db);
 }
 
+/* Ends the shared read transaction, if one is open. */
+static void read_end(db_t *db) {
+    if (!db->read_open) return;
+    db->read_open = false;
+    if (!sqlite3_get_autocommit(db->conn)) sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL);
+}
+
+void db_idle(db_t *db) {
+    if (db) read_end(db);
+}
+
 int db_exec(db_t *db, const char *sql, err_t *err) {
+    read_end(db);
     char *msg = NULL;
     db->last_rc = sqlite3_exec(db->conn, sql, NULL, NULL, &msg);
     if (db->last_rc != SQLITE_OK) {
@@ -137,6 +254,14 @@ void db_bind_text(db_stmt_t *st, int i, const char *s, size_t len) {
 }
 
 db_step_t db_step(db_stmt_t *st, err_t *err) {
+    db_t *db = st->db;
+    if (!db->in_tx) {
+        if (!sqlite3_stmt_readonly(st->stmt)) {
+            read_end(db);
+        } else if (!db->read_open && !sqlite3_stmt_busy(st->stmt) && sqlite3_get_autocommit(db->conn)) {
+            db->read_open = sqlite3_exec(db->conn, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+        }
+    }
     int rc = sqlite3_step(st->stmt);
     st->db->last_rc = rc;
     if (rc == SQLITE_ROW) return DB_ROW;
@@ -188,8 +313,12 @@ static int db_simple(db_t *db, const char *sql, err_t *err) {
 }
 
 int db_begin(db_t *db, err_t *err) {
-    if (db_simple(db, "BEGIN IMMEDIATE", err) < 0) return -1;
-    db->in_tx = true;
+    read_end(db);
+    db->in_tx = true; /* so that db_step does not open a read transaction for BEGIN */
+    if (db_simple(db, "BEGIN IMMEDIATE", err) < 0) {
+        db->in_tx = false;
+        return -1;
+    }
     return 0;
 }
 

@@ -231,8 +231,10 @@ static void on_write_done(uv_write_t *req, int status) {
 }
 
 static void conn_flush(conn_t *c) {
-    if (c->closing || c->wreq) return;
+    /* Off the dirty list first: a connection with a write in flight is flushed again
+     * by its write callback, and the prepare loop must never see it again meanwhile. */
     dirty_remove(c);
+    if (c->closing || c->wreq) return;
     if (c->out.len > 0) {
         uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);

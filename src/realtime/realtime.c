@@ -146,7 +146,14 @@ const char *rt_session_user_id(const rt_session_t *s) { return s->identity ? s->
 const auth_identity_t *rt_session_identity(const rt_session_t *s) { return s->identity; }
 const char *rt_call_owner_field(const rt_call_t *call) { return call->owner_field; }
 
+static void session_release_subs(rt_session_t *s);
+
 void rt_session_set_identity(rt_session_t *s, auth_identity_t *id) {
+    /* Subscriptions were authorised for the previous user and filtered by ownership
+     * for them: a different user (or none) must not inherit them. */
+    const char *before = s->identity ? s->identity->user_id : NULL;
+    const char *after = id ? id->user_id : NULL;
+    if (before && (!after || strcmp(before, after) != 0)) session_release_subs(s);
     if (s->identity) {
         auth_identity_cleanup(s->identity);
         free(s->identity);

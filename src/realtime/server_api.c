@@ -12,12 +12,21 @@
 static server_api_config_t cfg;
 static realtime_t *api_rt;
 
+/* The session's user, or NULL when not logged in or when the session has expired
+ * (expiry is otherwise noticed at the connection's next request). */
+static const char *live_user(const rt_session_t *s, int64_t now) {
+    const auth_identity_t *id = rt_session_identity(s);
+    if (!id || (id->expires_at && now >= id->expires_at)) return NULL;
+    return id->user_id;
+}
+
 static void h_stats(rt_call_t *call, void *u) {
     (void)u;
     size_t active = 0, authenticated = 0, store_subs = 0, rules_subs = 0;
+    int64_t now = clock_now_ms();
     for (rt_session_t *s = realtime_sessions(api_rt); s; s = rt_session_next(s)) {
         active++;
-        authenticated += rt_session_user_id(s) != NULL;
+        authenticated += live_user(s, now) != NULL;
         store_subs += rt_session_sub_count_of(s, RT_SUB_STORE);
         rules_subs += rt_session_sub_count_of(s, RT_SUB_RULES);
     }
@@ -53,12 +62,15 @@ static void h_connections(rt_call_t *call, void *u) {
     buf_init(&out, 0);
     buf_append_char(&out, '[');
     int first = 1;
+    int64_t now = clock_now_ms();
     for (rt_session_t *s = realtime_sessions(api_rt); s; s = rt_session_next(s)) {
         conn_t *c = rt_session_conn(s);
         if (!c) continue;
         char remote[80];
         conn_remote_address(c, remote, sizeof remote);
-        const char *user = rt_session_user_id(s);
+        char *colon = strrchr(remote, ':'); /* the address alone, as the reference reports it */
+        if (colon) *colon = '\0';
+        const char *user = live_user(s, now);
         if (!first) buf_append_char(&out, ',');
         first = 0;
         buf_printf(&out, "{\"connectionId\":\"conn-%llu\",\"remoteAddress\":", (unsigned long long)conn_id(c));

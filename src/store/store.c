@@ -3,7 +3,7 @@
  * Table layout of a bucket "products" with fields id (key), title, price:
  *
  *   CREATE TABLE "products" (
- *     _rowid INTEGER PRIMARY KEY AUTOINCREMENT,     -- insertion order, never reused
+ *     _rowid INTEGER PRIMARY KEY,                   -- insertion order (max + 1)
  *     _doc   TEXT NOT NULL,                         -- the record as JSON (source of truth)
  *     "id"    TEXT    GENERATED ALWAYS AS (json_extract(_doc, '$.id')) VIRTUAL,
  *     "title" TEXT    GENERATED ALWAYS AS (json_extract(_doc, '$.title')) VIRTUAL,
@@ -60,6 +60,7 @@ static const db_migration_t migrations[] = {
 const store_counters_t *store_counters(const store_t *st) { return &st->counters; }
 db_t *store_db(store_t *st) { return st->db; }
 uint64_t store_definitions_version(const store_t *st) { return st->def_version; }
+void store_idle(store_t *st) { db_idle(st->db); }
 
 static int bad_field(err_t *err, const char *field, const char *expected) {
     err_set(err, ERR_VALIDATION, "Missing or invalid \"%s\": expected %s", field, expected);
@@ -336,7 +337,7 @@ static void index_ddl(buf_t *sql, const char *name, const schema_t *s) {
 static void table_ddl(buf_t *sql, const char *name, const schema_t *s) {
     buf_append_str(sql, "CREATE TABLE ");
     db_quote_ident(sql, name);
-    buf_append_str(sql, " (_rowid INTEGER PRIMARY KEY AUTOINCREMENT, _doc TEXT NOT NULL");
+    buf_append_str(sql, " (_rowid INTEGER PRIMARY KEY, _doc TEXT NOT NULL");
     const schema_field_t *kf = schema_field_get(s, s->key);
     if (!kf) {
         buf_append_str(sql, ", ");

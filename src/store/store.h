@@ -73,6 +73,9 @@ int store_migrate_path(const char *path, err_t *err);
  * (the rules engine). Loop thread only, like the store. */
 db_t *store_db(store_t *st);
 
+/* Ends the shared read transaction (db_idle); the loop calls it once per turn. */
+void store_idle(store_t *st);
+
 /* Adds a listener for committed change sets (subscriptions, rules). A listener may
  * write to the store; that write's change set is offered to the listeners in turn. */
 void store_listen(store_t *st, store_listener_fn fn, void *udata);

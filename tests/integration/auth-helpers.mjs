@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
-import { SLACK_MS, STARTUP_MS, sleep, startServer, wsRawWelcomed, parseFrame } from './helpers.mjs';
+import { SLACK_MS, STARTUP_MS, sleep, startServer, wsRawWelcomed } from './helpers.mjs';
 import { assertError, storeClient } from './store-helpers.mjs';
 
 export { SLACK_MS, STARTUP_MS, sleep, assertError, storeClient };
@@ -24,12 +24,6 @@ export const H = { timeout: STARTUP_MS + 3000 };
 /* ---------------------------------------------------------------------------------- */
 /* Servers                                                                              */
 /* ---------------------------------------------------------------------------------- */
-
-/* Starts shopd with this config; `setup({dir})` may return extra config to merge (used
- * to point at files written into the server's temp directory). */
-export async function startWith(config, opts = {}) {
-  return startServer({ config, ...opts });
-}
 
 /* Runs fn(srv) against a fresh server and always stops it (checking a clean exit). */
 export async function withServer(config, fn, opts = {}) {
@@ -206,8 +200,7 @@ export async function stallableClient(port) {
     resume() {
       sock.sock.resume();
     },
-    /* Reads text frames until pred(msg) is true for each of `wanted` ids… returns all
-     * messages read. */
+    /* Reads text frames until pred(msg, all) is true; returns every message read. */
     async readUntil(pred, ms = 5000) {
       const out = [];
       const deadline = Date.now() + ms;
@@ -227,4 +220,3 @@ export async function stallableClient(port) {
   return r;
 }
 
-export { parseFrame };

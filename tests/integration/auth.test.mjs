@@ -27,6 +27,7 @@ import {
   sleep,
   startJwksServer,
   unsignedToken,
+  withServer,
   writeJwks,
 } from './auth-helpers.mjs';
 import { makeTempDir, runCli, startServer } from './helpers.mjs';
@@ -253,6 +254,19 @@ describe('auth required: static tokens, login, logout, whoami', () => {
     } finally {
       closeAll(a, b);
     }
+  });
+});
+
+describe('auth without "required"', () => {
+  test('auth configured without "required" requires login (the default is true)', T, async () => {
+    await withServer({ ...STORE, auth: { tokens: TOKENS } }, async (srv) => {
+      const c = await client(srv);
+      assert.equal(c.welcome.requiresAuth, true);
+      UNAUTH(await c.err('store.count', { bucket: 'products' }));
+      await c.ok('auth.login', { token: 'tok-alice' });
+      assert.equal(await c.ok('store.count', { bucket: 'products' }), 4);
+      c.close();
+    });
   });
 });
 
@@ -650,7 +664,7 @@ describe('JWT from a JWKS URL', () => {
   before(async () => {
     jwks = await startJwksServer([k1.jwk]);
     srv = await startServer({
-      config: { ...STORE, auth: { required: true, jwt: { jwksUrl: jwks.url, algorithms: ['ES256'], audience: AUD, clockSkewSec: 0 } } },
+      config: { ...STORE, auth: { required: true, jwt: { jwksUrl: jwks.url, algorithms: ['ES256'], audience: AUD, clockSkewSec: 0, jwksRefreshMinMs: 1000 } } },
     });
   }, H);
   after(async () => {

@@ -507,3 +507,38 @@ describe('ownership and subscriptions', () => {
     }
   });
 });
+
+describe('identity changes and existing subscriptions', () => {
+  const ctx = serverHooks();
+
+  test("after logout or login as someone else, owner-filtered subscriptions no longer deliver the previous user's records", T, async () => {
+    const c = await ctx.as('alice');
+    const adm = await ctx.as('admin');
+    try {
+      const sub = await c.ok('store.subscribe', { query: 'all-orders' });
+      assert.deepEqual(ids(sub.data), ['o-a1', 'o-a2']);
+      // The same connection now belongs to Bob.
+      await c.ok('auth.login', { token: 'tok-bob' });
+      await adm.ok('store.insert', { bucket: 'orders', data: { id: 'o-a5', userId: 'user-alice', total: 1 } });
+      const deadline = Date.now() + 300;
+      while (Date.now() < deadline) {
+        const p = await c.push(Math.max(1, deadline - Date.now())).catch(() => null);
+        if (!p) break;
+        const foreign = (Array.isArray(p.data) ? p.data : []).filter((r) => r.userId !== 'user-bob');
+        assert.deepEqual(foreign.map((r) => r.id), [], "Alice's records pushed to a connection now logged in as Bob");
+      }
+      // Logged out: nobody's private records may arrive any more.
+      await c.ok('auth.logout');
+      await adm.ok('store.insert', { bucket: 'orders', data: { id: 'o-a6', userId: 'user-alice', total: 1 } });
+      const end = Date.now() + 300;
+      while (Date.now() < end) {
+        const p = await c.push(Math.max(1, end - Date.now())).catch(() => null);
+        if (!p) break;
+        const leaked = (Array.isArray(p.data) ? p.data : []).map((r) => r.id);
+        assert.deepEqual(leaked, [], 'private records pushed to a logged-out connection');
+      }
+    } finally {
+      closeAll(c, adm);
+    }
+  });
+});
