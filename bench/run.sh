@@ -5,7 +5,13 @@
 #      answering the same bytes (bench/nginx.conf.in: 1 worker, access_log off), each
 #      after a warm-up, and the ratio shopd / nginx;
 #   2. shopd's resident memory idle and with BENCH_WS_CONNS (10 000) idle WebSocket
-#      connections (bench/ws-idle.mjs), and the bytes each connection costs.
+#      connections (bench/ws-idle.mjs), and the bytes each connection costs;
+#   3. then the realtime scripts named in BENCH_SUITES ("store auth rules shop"):
+#      bench/store-bench.sh, bench/auth-bench.sh, bench/rules-bench.sh,
+#      bench/shop-bench.sh, each with its own scratch directory, watchdog and report
+#      (their own variables apply: BENCH_SCENARIOS for store-bench.sh, …). A failing
+#      script is reported and the next one still runs; the exit status is 1 if any part
+#      failed. BENCH_SUITES="" runs only parts 1 and 2.
 #
 # Everything listens on 127.0.0.1 with ports picked free at run time; scratch files go
 # to build/bench/run.*; every server is stopped on exit, and every step is bounded in
@@ -29,6 +35,10 @@ SHOPD_BIN=${SHOPD_BIN:-build/shopd}
 
 for v in BENCH_SECONDS WARMUP WS_CONNS THREADS CONNS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "bench: $v must be a whole number, got '${!v}'" >&2; exit 2; }
+done
+SUITES=${BENCH_SUITES-store auth rules shop}
+for s in $SUITES; do
+  case $s in store | auth | rules | shop) ;; *) echo "bench: unknown suite '$s' in BENCH_SUITES (store auth rules shop)" >&2; exit 2 ;; esac
 done
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -282,8 +292,25 @@ EOF
 
 if [ "$SHOPD_ERR" != 0 ]; then say "shopd answered $SHOPD_ERR requests with errors or non-2xx"; WS_OK=0; fi
 if [ "$SHOPD_ALIVE" != yes ]; then say "shopd died during the WebSocket step"; WS_OK=0; fi
+FAILED=""
 if [ "$WS_OK" != 1 ]; then
   say "WebSocket step incomplete: opened $WS_OPENED of $WS_CONNS, $WS_STILL still open at the end, $WS_FAILED failed (rss before $RSS_WS_BEFORE KiB, open took ${WS_OPEN_MS} ms)"
-  exit 1
+  FAILED="foundation"
+else
+  say "done (WebSocket connections opened in ${WS_OPEN_MS} ms)"
 fi
-say "done (WebSocket connections opened in ${WS_OPEN_MS} ms)"
+
+# ---- 3. the realtime scripts --------------------------------------------------------
+
+# The watchdog above bounds parts 1 and 2 only; every script has its own.
+if [ -n "$WATCHDOG_PID" ]; then
+  pkill -P "$WATCHDOG_PID" 2>/dev/null || true
+  kill "$WATCHDOG_PID" 2>/dev/null || true
+  wait "$WATCHDOG_PID" 2>/dev/null || true
+  WATCHDOG_PID=""
+fi
+for s in $SUITES; do
+  say "running bench/$s-bench.sh"
+  SHOPD_BIN=$SHOPD_BIN "bench/$s-bench.sh" || { say "bench/$s-bench.sh failed"; FAILED="$FAILED $s"; }
+done
+[ -z "$FAILED" ] || { say "failed: ${FAILED# }"; exit 1; }

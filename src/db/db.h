@@ -76,6 +76,11 @@ bool db_is_constraint_error(const db_t *db);
 int64_t db_last_insert_rowid(db_t *db);
 int db_changes(db_t *db);
 
+/* Savepoints inside a transaction: a partial rollback of one unit of work. */
+int db_savepoint(db_t *db, err_t *err);
+int db_release(db_t *db, err_t *err);
+void db_rollback_to(db_t *db);
+
 /* Transactions (not nestable; savepoints for partial rollback). */
 int db_begin(db_t *db, err_t *err);
 int db_commit(db_t *db, err_t *err);

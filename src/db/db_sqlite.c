@@ -312,6 +312,15 @@ static int db_simple(db_t *db, const char *sql, err_t *err) {
     return r == DB_ERROR ? -1 : 0;
 }
 
+int db_savepoint(db_t *db, err_t *err) { return db_simple(db, "SAVEPOINT unit", err); }
+int db_release(db_t *db, err_t *err) { return db_simple(db, "RELEASE unit", err); }
+
+void db_rollback_to(db_t *db) {
+    err_t err = ERR_INIT;
+    if (db_simple(db, "ROLLBACK TO unit", &err) == 0) db_simple(db, "RELEASE unit", &err);
+    err_clear(&err);
+}
+
 int db_begin(db_t *db, err_t *err) {
     read_end(db);
     db->in_tx = true; /* so that db_step does not open a read transaction for BEGIN */

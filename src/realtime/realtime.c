@@ -37,11 +37,16 @@ struct realtime {
     buf_t deferred;  /* its pushes, sent after the answer: [size_t len][frame]… */
     void (*after_fn)(void *);
     void *after_udata;
+    bool (*hold_fn)(void *);
+    void *hold_udata;
+    rt_call_t **held; /* answered calls waiting for the group commit */
+    size_t held_count, held_cap;
 };
 
 struct rt_call {
     rt_session_t *session;
     json_t *req;
+    bool held; /* answered, waiting for the group commit */
     const char *owner_field; /* from the permission policy (borrowed from auth's config) */
     bool answered;
     char *frame; /* the serialised answer, until written */
@@ -60,6 +65,7 @@ typedef struct rt_sub {
 
 struct rt_session {
     realtime_t *rt;
+    bool marked; /* scratch flag for realtime_release_held */
     auth_identity_t *identity;
     char *remote_ip; /* for the rate limit key; only when rate limiting is on */
     rt_sub_t *subs;
@@ -218,7 +224,7 @@ realtime_t *rt_session_realtime(const rt_session_t *s) { return s->rt; }
 
 /* Writes every answered call at the head of the queue, in order. */
 static void session_drain(rt_session_t *s) {
-    while (s->head && s->head->answered) {
+    while (s->head && s->head->answered && !s->head->held) {
         rt_call_t *c = s->head;
         s->head = c->next;
         if (!s->head) s->tail = NULL;
@@ -243,7 +249,50 @@ rt_session_t *rt_call_session(const rt_call_t *call) {
 static void call_finish(rt_call_t *call, buf_t *frame) {
     call->frame = buf_take(frame, &call->frame_len);
     call->answered = true;
+    realtime_t *rt = call->session->rt;
+    if (rt->hold_fn && rt->hold_fn(rt->hold_udata)) {
+        call->held = true;
+        if (rt->held_count == rt->held_cap) {
+            rt->held_cap = rt->held_cap ? rt->held_cap * 2 : 64;
+            rt->held = xrealloc(rt->held, rt->held_cap * sizeof *rt->held);
+        }
+        rt->held[rt->held_count++] = call;
+        return;
+    }
     session_drain(call->session);
+}
+
+void realtime_set_hold(realtime_t *rt, bool (*is_open)(void *udata), void *udata) {
+    rt->hold_fn = is_open;
+    rt->hold_udata = udata;
+}
+
+void realtime_release_held(realtime_t *rt, const err_t *failure) {
+    size_t n = rt->held_count;
+    rt_session_t **sessions = xmalloc((n ? n : 1) * sizeof *sessions);
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        rt_call_t *c = rt->held[i];
+        c->held = false;
+        if (failure) {
+            buf_t b;
+            buf_init(&b, 0);
+            rt_write_error(&b, json_object_get(c->req, "id"), failure);
+            free(c->frame);
+            c->frame = buf_take(&b, &c->frame_len);
+        }
+        if (!c->session->marked) {
+            c->session->marked = true;
+            sessions[ns++] = c->session;
+        }
+    }
+    rt->held_count = 0;
+    /* Each session once: draining may free a session whose connection is gone. */
+    for (size_t i = 0; i < ns; i++) {
+        sessions[i]->marked = false;
+        session_drain(sessions[i]);
+    }
+    free(sessions);
 }
 
 void rt_call_result(rt_call_t *call, json_t *data) {
@@ -504,5 +553,6 @@ void realtime_free(realtime_t *rt) {
     strmap_cleanup(&rt->routes);
     buf_cleanup(&rt->scratch);
     buf_cleanup(&rt->deferred);
+    free(rt->held);
     free(rt);
 }

@@ -207,24 +207,114 @@ void store_unlisten(store_t *st, store_listener_fn fn, void *udata) {
 
 /* ---- write transactions ---- */
 
+/* Group commit. With st->group_commit, every write (one operation or one whole
+ * transaction) runs in a savepoint of one database transaction that stays open until
+ * store_batch_commit(), which the loop calls once per turn: the commit and the pages
+ * it writes to the WAL are shared by every write of the turn. A failed write rolls
+ * back to its savepoint only. Change sets are kept, one per write, and offered to the
+ * listeners after the commit; the realtime layer holds answers until then too, so
+ * nothing is acknowledged before it is durable. Without group commit (tests, tools)
+ * every write commits on its own. */
+
+static void changes_free_items(changes_t *c) {
+    for (size_t i = 0; i < c->count; i++) {
+        json_decref((json_t *)c->items[i].key);
+        json_decref((json_t *)c->items[i].before);
+        json_decref((json_t *)c->items[i].after);
+    }
+    c->count = 0;
+}
+
 static int tx_begin(store_t *st, err_t *err) {
     changes_reset(st);
-    return db_begin(st->db, err);
+    if (!st->group_commit) return db_begin(st->db, err);
+    if (!st->batch_open) {
+        if (db_begin(st->db, err) < 0) return -1;
+        st->batch_open = true;
+    }
+    return db_savepoint(st->db, err);
 }
 
 static void tx_abort(store_t *st) {
-    db_rollback(st->db);
+    if (st->group_commit && st->batch_open) db_rollback_to(st->db);
+    else db_rollback(st->db);
     changes_reset(st);
 }
 
 static int tx_commit(store_t *st, err_t *err) {
-    if (db_commit(st->db, err) < 0) {
-        changes_reset(st);
+    st->counters.writes++;
+    if (!st->group_commit) {
+        if (db_commit(st->db, err) < 0) {
+            changes_reset(st);
+            return -1;
+        }
+        changes_emit(st);
+        return 0;
+    }
+    if (db_release(st->db, err) < 0) {
+        tx_abort(st);
         return -1;
     }
-    st->counters.writes++;
-    changes_emit(st);
+    /* Move this write's changes to the batch, remembering where its set ends. */
+    changes_t *b = &st->batch;
+    for (size_t i = 0; i < st->changes.count; i++) {
+        if (b->count == b->cap) {
+            b->cap = b->cap ? b->cap * 2 : 16;
+            b->items = xrealloc(b->items, b->cap * sizeof *b->items);
+        }
+        b->items[b->count++] = st->changes.items[i];
+    }
+    st->changes.count = 0; /* references moved */
+    if (st->bound_count == st->bound_cap) {
+        st->bound_cap = st->bound_cap ? st->bound_cap * 2 : 16;
+        st->bounds = xrealloc(st->bounds, st->bound_cap * sizeof *st->bounds);
+    }
+    st->bounds[st->bound_count++] = b->count;
     return 0;
+}
+
+void store_set_group_commit(store_t *st, bool on) { st->group_commit = on; }
+bool store_batch_open(const store_t *st) { return st->batch_open; }
+
+int store_batch_commit(store_t *st, err_t *err) {
+    if (!st->batch_open) return 0;
+    st->batch_open = false;
+    changes_t mine = st->batch;
+    size_t *bounds = st->bounds;
+    size_t nb = st->bound_count;
+    memset(&st->batch, 0, sizeof st->batch);
+    st->bounds = NULL;
+    st->bound_count = st->bound_cap = 0;
+    int rc = db_commit(st->db, err);
+    if (rc < 0) {
+        db_rollback(st->db);
+    } else {
+        /* One change set per write, in commit order. Listeners may write again, which
+         * opens the next batch. */
+        size_t start = 0;
+        for (size_t i = 0; i < nb; i++) {
+            store_changeset_t cs = {mine.items + start, bounds[i] - start};
+            if (cs.count)
+                for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
+            start = bounds[i];
+        }
+    }
+    changes_free_items(&mine);
+    free(mine.items);
+    free(bounds);
+    return rc;
+}
+
+/* Definitions change outside the batch: whatever the batch holds commits first. */
+static int ddl_begin(store_t *st, err_t *err) {
+    if (store_batch_commit(st, err) < 0) return -1;
+    changes_reset(st);
+    return db_begin(st->db, err);
+}
+
+static void ddl_abort(store_t *st) {
+    db_rollback(st->db);
+    changes_reset(st);
 }
 
 /* ---- buckets ---- */
@@ -468,7 +558,7 @@ int store_define_bucket(store_t *st, const char *name, const json_t *definition,
         return 0;
     }
     int64_t order = old ? old->order : st->next_order++;
-    if (tx_begin(st, err) < 0) {
+    if (ddl_begin(st, err) < 0) {
         schema_free(s);
         return -1;
     }
@@ -485,7 +575,7 @@ int store_define_bucket(store_t *st, const char *name, const json_t *definition,
     if (rc == 0) rc = bucket_persist(st, name, s, order, err);
     if (rc == 0) rc = db_commit(st->db, err);
     if (rc < 0) {
-        tx_abort(st);
+        ddl_abort(st);
         schema_free(s);
         return -1;
     }
@@ -499,7 +589,7 @@ int store_define_bucket(store_t *st, const char *name, const json_t *definition,
 int store_drop_bucket(store_t *st, const char *name, err_t *err) {
     bucket_t *b = store_bucket_find(st, name, err);
     if (!b) return -1;
-    if (tx_begin(st, err) < 0) return -1;
+    if (ddl_begin(st, err) < 0) return -1;
     buf_t sql;
     buf_init(&sql, 0);
     buf_printf(&sql, "DROP TABLE %s", b->table);
@@ -518,7 +608,7 @@ int store_drop_bucket(store_t *st, const char *name, err_t *err) {
     }
     if (rc == 0) rc = db_commit(st->db, err);
     if (rc < 0) {
-        tx_abort(st);
+        ddl_abort(st);
         return -1;
     }
     bucket_free(strmap_del(&st->buckets, name));
@@ -1430,6 +1520,9 @@ int store_migrate_path(const char *path, err_t *err) {
 
 void store_close(store_t *st) {
     if (!st) return;
+    err_t e = ERR_INIT;
+    if (store_batch_commit(st, &e) < 0) log_error("store.final_commit_failed", "error=\"%s\"", e.msg);
+    err_clear(&e);
     size_t it = 0;
     void *v;
     while (strmap_next(&st->buckets, &it, NULL, &v)) bucket_free(v);
@@ -1437,6 +1530,9 @@ void store_close(store_t *st) {
     store_queries_free(st);
     changes_reset(st);
     free(st->changes.items);
+    changes_free_items(&st->batch);
+    free(st->batch.items);
+    free(st->bounds);
     listener_t *l = st->listeners;
     while (l) {
         listener_t *next = l->next;

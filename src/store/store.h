@@ -73,6 +73,14 @@ int store_migrate_path(const char *path, err_t *err);
  * (the rules engine). Loop thread only, like the store. */
 db_t *store_db(store_t *st);
 
+/* Group commit (see store.c): with it on, writes share one database transaction
+ * until store_batch_commit(), and their change sets are offered to the listeners
+ * then. store_batch_commit returns -1 with err set when the commit failed: every
+ * write of the batch is then undone and must be reported as failed. */
+void store_set_group_commit(store_t *st, bool on);
+bool store_batch_open(const store_t *st);
+int store_batch_commit(store_t *st, err_t *err);
+
 /* Ends the shared read transaction (db_idle); the loop calls it once per turn. */
 void store_idle(store_t *st);
 

@@ -45,6 +45,11 @@ struct store {
     changes_t changes;
     store_counters_t counters;
     uint64_t def_version; /* bumped by every change of a bucket or query definition */
+    bool group_commit;    /* writes join one database transaction until store_batch_commit */
+    bool batch_open;
+    changes_t batch;      /* committed-to-the-batch changes, in order */
+    size_t *bounds;       /* end index in `batch` of each write's change set */
+    size_t bound_count, bound_cap;
 };
 
 bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err);
