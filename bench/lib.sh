@@ -12,7 +12,8 @@
 say() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-# BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_PROFILE (0), SHOPD_BIN (build/shopd)
+# BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_PROFILE (0), SHOPD_BIN (build/shopd),
+# BENCH_PIN (0; 1: shopd on the last CPU, rtload on CPU 0, with taskset)
 bench_common_env() {
   cd "$(dirname "${BASH_SOURCE[0]}")/.."
   ROOT=$PWD
@@ -21,6 +22,14 @@ bench_common_env() {
   PROFILE=${BENCH_PROFILE:-0}
   SHOPD_BIN=${SHOPD_BIN:-build/shopd}
   RTLOAD=build/bench/rtload
+  PIN_SERVER=() PIN_GEN=()
+  if [ "${BENCH_PIN:-0}" = 1 ]; then
+    if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+      PIN_SERVER=(taskset -c $(($(nproc) - 1))) PIN_GEN=(taskset -c 0)
+    else
+      say "BENCH_PIN=1 needs taskset and two CPUs; not pinning"
+    fi
+  fi
   need_whole BENCH_SECONDS "$BENCH_SECONDS" 1
   need_whole BENCH_WARMUP_SECONDS "$WARMUP" 0
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -119,7 +128,7 @@ start_shopd() {
   local dir=$WORK/$1 i
   mkdir -p "$dir/data" "$dir/public"
   : >"$dir/stdout"
-  "$SHOPD_BIN" serve --config "$2" --port 0 --host 127.0.0.1 --data-dir "$dir/data" \
+  "${PIN_SERVER[@]}" "$SHOPD_BIN" serve --config "$2" --port 0 --host 127.0.0.1 --data-dir "$dir/data" \
     --public-dir "$dir/public" --log-level warn >"$dir/stdout" 2>"$dir/stderr" &
   SHOPD_PID=$!
   SHOPD_PIDS+=("$SHOPD_PID")
@@ -203,7 +212,7 @@ run_rtload() {
   CMD[$name]="rtload --port <port> --server-pid <shopd pid> $*"
   say "$name: rtload $*"
   start_profile "$name" "$SHOPD_PID" "$WARMUP" "$BENCH_SECONDS"
-  timeout $((BENCH_SECONDS + WARMUP + slack)) "$RTLOAD" --port "$SHOPD_PORT" --server-pid "$SHOPD_PID" "$@" \
+  timeout $((BENCH_SECONDS + WARMUP + slack)) "${PIN_GEN[@]}" "$RTLOAD" --port "$SHOPD_PORT" --server-pid "$SHOPD_PID" "$@" \
     >"$out" 2>"$WORK/$name.err" || rc=$?
   finish_profile "$name"
   if ! kill -0 "$SHOPD_PID" 2>/dev/null; then
@@ -254,6 +263,7 @@ report_header() { # title
   echo "rtload (one thread, epoll) and shopd share the same cores; server CPU is utime+stime of the"
   echo "shopd process from /proc/PID/stat over the measured window (after a ${WARMUP} s warm-up);"
   echo "\"waiting for a CPU\" is the server's run-queue time from /proc/PID/task/*/schedstat."
+  [ ${#PIN_SERVER[@]} -gt 0 ] && echo "Pinned (BENCH_PIN=1): shopd on CPU $(($(nproc) - 1)), rtload on CPU 0."
   echo
 }
 

@@ -191,6 +191,7 @@ static int serve(config_t *cfg) {
         .max_buffered_bytes = cfg->backpressure_max_buffered,
         .high_water_mark = cfg->backpressure_high_water,
         .max_subscriptions = cfg->max_subscriptions_per_connection,
+        .max_subscriptions_total = cfg->max_subscriptions_total,
     };
     app.rt = realtime_new(app.loop, &rcfg);
     server_config_t scfg = {

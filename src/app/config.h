@@ -33,6 +33,7 @@ typedef struct {
     size_t backpressure_max_buffered;
     double backpressure_high_water;
     size_t max_subscriptions_per_connection;
+    size_t max_subscriptions_total;
     uint64_t shutdown_grace_ms;
     size_t http_max_body;
     uint64_t http_header_timeout_ms;

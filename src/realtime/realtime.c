@@ -30,6 +30,7 @@ struct realtime {
     strmap_t routes;
     rt_session_t *sessions;
     size_t session_count;
+    size_t sub_total; /* subscriptions over all sessions */
     uv_timer_t heartbeat;
     bool heartbeat_on;
     buf_t scratch;   /* frame being serialised */
@@ -171,6 +172,7 @@ static void session_release_subs(rt_session_t *s) {
     while (s->subs) {
         rt_sub_t *sub = s->subs;
         s->subs = sub->next;
+        s->rt->sub_total--;
         sub->release(sub->handle, sub->udata);
         free(sub->id);
         free(sub);
@@ -193,6 +195,20 @@ void rt_session_sub_attach(rt_session_t *s, const char *id, rt_sub_kind_t kind, 
     sub->next = s->subs;
     s->subs = sub;
     s->sub_count++;
+    s->rt->sub_total++;
+}
+
+int rt_session_sub_admit(const rt_session_t *s, err_t *err) {
+    const realtime_t *rt = s->rt;
+    if (s->sub_count >= rt->cfg.max_subscriptions) {
+        err_set(err, ERR_RATE_LIMITED, "Subscription limit reached (max %zu per connection)", rt->cfg.max_subscriptions);
+        return -1;
+    }
+    if (rt->cfg.max_subscriptions_total && rt->sub_total >= rt->cfg.max_subscriptions_total) {
+        err_set(err, ERR_RATE_LIMITED, "Subscription limit reached (max %zu in total)", rt->cfg.max_subscriptions_total);
+        return -1;
+    }
+    return 0;
 }
 
 int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn release) {
@@ -201,6 +217,7 @@ int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn rel
         if (sub->release != release || strcmp(sub->id, id) != 0) continue;
         *p = sub->next;
         s->sub_count--;
+        s->rt->sub_total--;
         sub->release(sub->handle, sub->udata);
         free(sub->id);
         free(sub);
@@ -217,7 +234,6 @@ size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_kind_t kind) {
     return n;
 }
 
-size_t realtime_max_subscriptions(const realtime_t *rt) { return rt->cfg.max_subscriptions; }
 rt_session_t *realtime_sessions(const realtime_t *rt) { return rt->sessions; }
 rt_session_t *rt_session_next(const rt_session_t *s) { return s->next; }
 realtime_t *rt_session_realtime(const rt_session_t *s) { return s->rt; }

@@ -29,7 +29,8 @@ typedef struct {
     uint64_t heartbeat_timeout_ms;
     size_t max_buffered_bytes;
     double high_water_mark;
-    size_t max_subscriptions; /* per connection, store and rules together */
+    size_t max_subscriptions;       /* per connection, store and rules together */
+    size_t max_subscriptions_total; /* over all connections */
     auth_t *auth;             /* NULL: auth not configured */
     ratelimit_t *ratelimit;   /* NULL: no rate limit */
 } realtime_config_t;
@@ -104,10 +105,11 @@ void rt_session_sub_attach(rt_session_t *s, const char *id, rt_sub_kind_t kind, 
  * `release` must match for the subscription to be found (store vs rules). */
 int rt_session_sub_remove(rt_session_t *s, const char *id, rt_sub_release_fn release);
 size_t rt_session_sub_count(const rt_session_t *s);
+/* Whether one more subscription is allowed (per connection and in total); otherwise
+ * RATE_LIMITED with the protocol's message. */
+int rt_session_sub_admit(const rt_session_t *s, err_t *err);
 /* Counts a session's subscriptions of one kind. */
 size_t rt_session_sub_count_of(const rt_session_t *s, rt_sub_kind_t kind);
-/* The per-connection limit from the configuration. */
-size_t realtime_max_subscriptions(const realtime_t *rt);
 /* Iterates sessions: for (s = realtime_sessions(rt); s; s = rt_session_next(s)). */
 rt_session_t *realtime_sessions(const realtime_t *rt);
 rt_session_t *rt_session_next(const rt_session_t *s);

@@ -118,10 +118,7 @@ static void h_subscribe(rt_call_t *call, void *u) {
     const char *pattern = need_str(rt_call_request(call), "pattern", &err);
     int rc = -1;
     if (pattern && s) {
-        size_t max = realtime_max_subscriptions(rt_session_realtime(s));
-        if (rt_session_sub_count(s) >= max) {
-            err_set(&err, ERR_RATE_LIMITED, "Subscription limit reached (max %zu per connection)", max);
-        } else {
+        if (rt_session_sub_admit(s, &err) == 0) {
             char id[32];
             rt_session_next_sub_id(s, id);
             rules_sub_t *sub = rules_subscribe(api.rules, s, id, pattern, &err);

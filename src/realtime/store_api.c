@@ -212,9 +212,7 @@ static void h_subscribe(rt_call_t *call, void *udata) {
         answer(call, api, -1, &err);
         return;
     }
-    size_t max = realtime_max_subscriptions(rt_session_realtime(s));
-    if (rt_session_sub_count(s) >= max) {
-        err_set(&err, ERR_RATE_LIMITED, "Subscription limit reached (max %zu per connection)", max);
+    if (rt_session_sub_admit(s, &err) < 0) {
         answer(call, api, -1, &err);
         return;
     }

@@ -102,6 +102,32 @@ describe('heartbeat (intervalMs 200, timeoutMs 100) with auth required', () => {
 
 /* ---------------------------------------------------------------------------------- */
 
+describe('global subscription limit (maxSubscriptionsTotal 4)', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ config: { ...BASE, connectionLimits: { maxSubscriptionsPerConnection: 3, maxSubscriptionsTotal: 4 } } });
+  }, H);
+  after(async () => {
+    await srv?.stopAndCheck();
+  });
+
+  test('subscriptions of all connections count against the total; a disconnect frees its share', T, async () => {
+    const a = await client(srv);
+    const b = await client(srv);
+    try {
+      for (let i = 0; i < 3; i++) await a.ok('rules.subscribe', { pattern: `a${i}.*` });
+      await b.ok('store.subscribe', { query: 'catalog' });
+      assertErr(await b.err('rules.subscribe', { pattern: 'b.*' }), 'RATE_LIMITED', 'Subscription limit reached (max 4 in total)');
+      a.close();
+      await eventually(async () => (await b.ok('server.stats')).connections.totalRulesSubscriptions === 0);
+      await b.ok('rules.subscribe', { pattern: 'b.*' });
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
 describe('subscription limit (maxSubscriptionsPerConnection 3)', () => {
   let srv;
   before(async () => {
