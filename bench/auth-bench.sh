@@ -133,7 +133,7 @@ read -r OFF_CPU OFF_OPS < <(sum_kind off)
 read -r ON_CPU ON_OPS < <(sum_kind on)
 per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0 && c > 0) printf "%.3f", c * 1e6 / n; else print "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3f", a / b; else print "n/a" }'; }
-median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
+median() { tr ' ' '\n' | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{ v[NR] = $1 } END {
   if (NR == 0) print "n/a"; else if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 OFF_PER=$(per "$OFF_CPU" "$OFF_OPS")
 ON_PER=$(per "$ON_CPU" "$ON_OPS")
@@ -142,8 +142,12 @@ ROUND_RATIOS=()
 for ((r = 1; r <= ROUNDS; r++)); do
   ROUND_RATIOS+=("$(ratio "$(f "on-$r" server_cpu_us_per_op)" "$(f "off-$r" server_cpu_us_per_op)")")
 done
-OFF_MED=$(for s in "${RUNS[@]}"; do [[ $s == off-* ]] && f "$s" server_cpu_us_per_op; done | median)
-ON_MED=$(for s in "${RUNS[@]}"; do [[ $s == on-* ]] && f "$s" server_cpu_us_per_op; done | median)
+kind_values() { # off|on: the runs' server CPU per op, one a line
+  local s
+  for s in "${RUNS[@]}"; do if [[ $s == "$1"-* ]]; then f "$s" server_cpu_us_per_op; fi; done
+}
+OFF_MED=$(kind_values off | median)
+ON_MED=$(kind_values on | median)
 RATIO=$(echo "${ROUND_RATIOS[*]}" | median)
 
 report_header "Auth overhead"

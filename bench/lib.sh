@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # ALL_OK, RES, CMD are for the sourcing scripts
 # Shared part of bench/auth-bench.sh, bench/rules-bench.sh and bench/shop-bench.sh
 # (sourced, not run): building, a scratch directory under build/bench/, cleanup on exit,
 # a watchdog, starting and stopping shopd, running bench/rtload.c with an optional
@@ -15,7 +16,7 @@ die() { say "$*"; exit 1; }
 # BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2), BENCH_PROFILE (0), SHOPD_BIN (build/shopd),
 # BENCH_PIN (0; 1: shopd on the last CPU, rtload on CPU 0, with taskset)
 bench_common_env() {
-  cd "$(dirname "${BASH_SOURCE[0]}")/.."
+  cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
   ROOT=$PWD
   BENCH_SECONDS=${BENCH_SECONDS:-10}
   WARMUP=${BENCH_WARMUP_SECONDS:-2}
@@ -33,7 +34,7 @@ bench_common_env() {
   need_whole BENCH_SECONDS "$BENCH_SECONDS" 1
   need_whole BENCH_WARMUP_SECONDS "$WARMUP" 0
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-  ALL_OK=1
+  ALL_OK=1 # set to 0 by run_rtload when a run is incomplete; the scripts exit 1 then
   declare -gA RES CMD
 }
 

@@ -39,6 +39,13 @@
  * outstanding, P cycling through --products; --idempotency adds a unique
  * "idempotencyKey" to every call (the key-recording path). Needs --token.
  *
+ * fanout, events with --rx-timestamps: subscriber sockets get SO_TIMESTAMPNS and are read
+ * with recvmsg; each push's latency is then also taken to the kernel's receive time of
+ * the read's (last) segment, converted from CLOCK_REALTIME to CLOCK_MONOTONIC: that
+ * figure leaves out this process's own delay in getting to each socket of a burst, so
+ * the two latencies together tell the server's delay from the generator's
+ * (RESULT rx_p50_us, rx_p99_us, ...).
+ *
  * --token T: every connection sends auth.login {"token": T} right after the welcome and
  * waits for its result before it sends anything else (load, subscription); "{i}" in T
  * is replaced by the connection's index modulo --token-users (default: all distinct),
@@ -301,7 +308,7 @@ static struct {
     const char *bucket, *key, *orders_bucket, *audit_bucket, *query, *params;
     const char *token, *pattern, *topic, *products, *wallet_currency;
     int token_users;
-    bool idempotency, rate_set, inflight_set;
+    bool idempotency, rate_set, inflight_set, rx_timestamps;
     pid_t server_pid;
 } opt = {
     .host = "127.0.0.1",
@@ -342,6 +349,7 @@ static void usage(FILE *f) {
           "              [--bucket products] [--key prod-1] [--drain 3]\n"
           "  events:     [--subscribers 1000] [--rate 100] [--pattern order.*] [--topic order.placed]\n"
           "              [--drain 3]\n"
+          "  fanout, events: [--rx-timestamps] (also the latency to the kernel's socket receive time)\n"
           "  checkout:   --token T [--conns 64] [--inflight 4] [--products prod-1[,prod-2...]]\n"
           "              [--wallet-currency USD] [--idempotency]\n"
           "  --token T:  every connection logs in with auth.login first; \"{i}\" in T becomes the\n"
@@ -377,8 +385,8 @@ static void parse_args(int argc, char **argv) {
         {"token", required_argument, 0, 'T'},         {"token-users", required_argument, 0, 'U'},
         {"pattern", required_argument, 0, 'R'},       {"topic", required_argument, 0, 't'},
         {"products", required_argument, 0, 'g'},      {"wallet-currency", required_argument, 0, 'W'},
-        {"idempotency", no_argument, 0, 'I'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"idempotency", no_argument, 0, 'I'},         {"rx-timestamps", no_argument, 0, 'X'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -433,6 +441,7 @@ static void parse_args(int argc, char **argv) {
         case 'g': opt.products = optarg; break;
         case 'W': opt.wallet_currency = optarg; break;
         case 'I': opt.idempotency = true; break;
+        case 'X': opt.rx_timestamps = true; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -520,6 +529,10 @@ static uint64_t g_ops, g_errors, g_errors_printed, g_pings, g_ws_pings, g_other_
 static uint64_t g_pushes, g_pushes_warm, g_pushes_nosent, g_sub_ready, g_sub_failed;
 static uint64_t g_auth_ok, g_auth_failed;
 static hist_t g_login_lat;
+static hist_t g_rx_lat;      /* --rx-timestamps: push latency to the kernel receive time */
+static uint64_t g_rx_cur_ns; /* receive time (monotonic) of the bytes being parsed, 0 = none */
+static int64_t g_rt_minus_mono; /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns, refreshed per loop turn */
+static uint64_t g_rx_missing;   /* reads that carried no timestamp */
 static uint64_t g_window_start_ns;
 static hist_t g_lat, g_upd_lat;
 static int g_close_codes_printed;
@@ -601,6 +614,8 @@ static void conn_start(conn_t *c) {
     if (fd < 0) die("socket: %s (raise the file descriptor limit?)", strerror(errno));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.rx_timestamps && c->role == ROLE_SUB && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0)
+        die("setsockopt SO_TIMESTAMPNS: %s", strerror(errno));
     c->fd = fd;
     c->state = ST_CONNECTING;
     g_pending_open++;
@@ -820,6 +835,7 @@ static void on_push(conn_t *c, const char *p, size_t n, uint64_t now) {
     c->pushes++;
     g_pushes++;
     hist_add_ns(&g_lat, now > sent ? now - sent : 0);
+    if (g_rx_cur_ns) hist_add_ns(&g_rx_lat, g_rx_cur_ns > sent ? g_rx_cur_ns - sent : 0);
 }
 
 static void on_text(conn_t *c, const char *p, size_t n, uint64_t now) {
@@ -971,6 +987,31 @@ static size_t parse_frames(conn_t *c, char *base, size_t have, uint64_t now) {
     return pos;
 }
 
+/* read(2), or with --rx-timestamps on a subscriber recvmsg(2) that also sets
+ * g_rx_cur_ns to the kernel's receive time of the data (monotonic clock). */
+static ssize_t conn_read(conn_t *c, char *buf, size_t room) {
+    g_rx_cur_ns = 0;
+    if (!opt.rx_timestamps || c->role != ROLE_SUB) return read(c->fd, buf, room);
+    struct iovec iov = {.iov_base = buf, .iov_len = room};
+    union {
+        char b[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+    ssize_t n = recvmsg(c->fd, &mh, 0);
+    if (n <= 0) return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            int64_t rt = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+            if (rt - g_rt_minus_mono > 0) g_rx_cur_ns = (uint64_t)(rt - g_rt_minus_mono);
+        }
+    }
+    if (!g_rx_cur_ns) g_rx_missing++;
+    return n;
+}
+
 static void on_readable(conn_t *c) {
     for (;;) {
         char *base;
@@ -979,12 +1020,12 @@ static void on_readable(conn_t *c) {
         if (c->in.len == c->in.off) {
             c->in.off = c->in.len = 0;
             room = RBUF_SIZE;
-            n = read(c->fd, g_rbuf, room);
+            n = conn_read(c, g_rbuf, room);
             base = g_rbuf;
         } else {
             bb_reserve(&c->in, 65536);
             room = c->in.cap - c->in.len;
-            n = read(c->fd, c->in.p + c->in.len, room);
+            n = conn_read(c, c->in.p + c->in.len, room);
             if (n > 0) c->in.len += (size_t)n;
             base = c->in.p + c->in.off;
         }
@@ -1036,6 +1077,13 @@ static void loop_once(int timeout_ms) {
     if (n < 0) {
         if (errno == EINTR) return;
         die("epoll_wait: %s", strerror(errno));
+    }
+    if (opt.rx_timestamps && n > 0) {
+        struct timespec rt;
+        uint64_t m0 = mono_ns();
+        clock_gettime(CLOCK_REALTIME, &rt);
+        uint64_t m1 = mono_ns();
+        g_rt_minus_mono = ((int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec) - (int64_t)(m0 + (m1 - m0) / 2);
     }
     for (int i = 0; i < n; i++) {
         conn_t *c = evs[i].data.ptr;
@@ -1264,6 +1312,7 @@ static void setup(int nconns) {
     hist_init(&g_lat);
     hist_init(&g_upd_lat);
     hist_init(&g_login_lat);
+    hist_init(&g_rx_lat);
 }
 
 static bool all_opened(void) { return g_next_open >= g_nconns && g_pending_open == 0; }
@@ -1606,7 +1655,7 @@ static int run_fanout(void) {
            "evals_per_update=%.3f server_pushes=%.0f server_unchanged=%.0f server_cpu_s=%.3f "
            "server_cpu_us_per_push=%.3f server_cpu_sched_us_per_push=%.3f server_sys_pct=%.0f server_runq_wait_pct=%.1f "
            "gen_cpu_s=%.3f "
-           "gen_cpu_us_per_push=%.3f "
+           "gen_cpu_us_per_push=%.3f rx_pushes=%llu rx_p50_us=%llu rx_p90_us=%llu rx_p99_us=%llu rx_max_us=%llu "
            "errors=%llu conn_failed=%d conn_closed=%d pings=%llu ws_pings=%llu status=%s\n",
            mn, opt.token ? "token" : "none", (unsigned long long)g_auth_failed, (unsigned long long)g_sub_ready,
            opt.rate, opt.seconds, wall, (unsigned long long)updates,
@@ -1615,7 +1664,10 @@ static int run_fanout(void) {
            (unsigned long long)g_lat.max, g_lat.n ? (double)g_lat.sum / (double)g_lat.n : 0.0, (unsigned long long)minp,
            (unsigned long long)maxp, (unsigned long long)hist_pct(&g_upd_lat, 0.50),
            (unsigned long long)hist_pct(&g_upd_lat, 0.99), ev, ev_per_update, sp, unch, scpu, per_push, per_push_sched,
-           cpu_sys_pct(s0, s1), runq_pct(s0, s1, wall), gcpu, g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0, (unsigned long long)errors, g_open_failed,
+           cpu_sys_pct(s0, s1), runq_pct(s0, s1, wall), gcpu, g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0,
+           (unsigned long long)g_rx_lat.n, (unsigned long long)hist_pct(&g_rx_lat, 0.50),
+           (unsigned long long)hist_pct(&g_rx_lat, 0.90), (unsigned long long)hist_pct(&g_rx_lat, 0.99),
+           (unsigned long long)g_rx_lat.max, (unsigned long long)errors, g_open_failed,
            g_closed_after_open, (unsigned long long)g_pings, (unsigned long long)g_ws_pings, ok ? "ok" : "incomplete");
     char cpu[160];
     fmt_cpu(cpu, sizeof cpu, scpu, per_push, "push", wall, cpu_sys_pct(s0, s1));
@@ -1625,6 +1677,12 @@ static int run_fanout(void) {
            (unsigned long long)g_expect_pushes, (unsigned long long)hist_pct(&g_lat, 0.50),
            (unsigned long long)hist_pct(&g_lat, 0.99), (unsigned long long)g_lat.max, ev_per_update, cpu,
            g_pushes ? gcpu * 1e6 / (double)g_pushes : 0.0);
+    if (opt.rx_timestamps)
+        printf("%s: to the kernel's receive time (--rx-timestamps): push latency p50 %llu us p99 %llu us max %llu us "
+               "(%llu pushes)\n",
+               mn, (unsigned long long)hist_pct(&g_rx_lat, 0.50), (unsigned long long)hist_pct(&g_rx_lat, 0.99),
+               (unsigned long long)g_rx_lat.max, (unsigned long long)g_rx_lat.n);
+    if (opt.rx_timestamps && g_rx_missing) note("%llu reads carried no receive timestamp", (unsigned long long)g_rx_missing);
     if (g_pushes_nosent) note("%llu pushes carried no sentAt", (unsigned long long)g_pushes_nosent);
     return ok ? 0 : 1;
 }
