@@ -16,9 +16,10 @@
  *   lock (two fcntl calls) around every statement, 27 % of a store.get. A statement
  *   that writes ends the shared read transaction first, so writes never wait for it.
  * - Checkpoints (copying the WAL back into the database file, with fsync) run on a
- *   thread of their own with a second connection, started when the WAL passes
+ *   thread of their own with a second connection, started each time the WAL grows by
  *   CHECKPOINT_PAGES; inline, each cost about 1.5 ms of the loop thread every ~34
- *   transactions. They are PASSIVE: they never block the writer.
+ *   transactions. They are PASSIVE (they never block the writer) until the WAL passes
+ *   CHECKPOINT_RESTART_PAGES (see there). A rewound WAL is cut back to 64 MiB.
  */
 #include "db/db.h"
 
@@ -40,6 +41,12 @@ struct db_stmt {
 };
 
 #define CHECKPOINT_PAGES 1000
+/* Past this many WAL pages (64 MiB), a checkpoint that only ever runs beside the
+ * writer (PASSIVE) is not enough: under sustained writes the log never gets wholly
+ * copied at the moment a write starts, so it is never rewound. A RESTART checkpoint
+ * then waits for the writer's current transaction, copies everything and lets the
+ * next write start the log over: the loop may wait for it once per 64 MiB written. */
+#define CHECKPOINT_RESTART_PAGES 16384
 
 /* The checkpointer thread and its connection. */
 typedef struct {
@@ -51,6 +58,7 @@ typedef struct {
     bool stop;
     bool running;
     int next_at; /* WAL size (pages) at which to ask for the next checkpoint */
+    int pages;   /* WAL size when the checkpoint was asked for */
 } checkpointer_t;
 
 struct db {
@@ -70,11 +78,16 @@ static void *checkpointer_main(void *arg) {
         while (!c->requested && !c->stop) pthread_cond_wait(&c->wake, &c->lock);
         if (c->stop) break;
         c->requested = false;
+        int mode = c->pages >= CHECKPOINT_RESTART_PAGES ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
         pthread_mutex_unlock(&c->lock);
         int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        /* A connection knows the database is in WAL mode only once it has read it; a
+         * checkpoint on a connection that has not does nothing (log = -1). */
+        sqlite3_exec(c->conn, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
+        int rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, mode, &log, &done);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_warn("db.checkpoint_failed", "error=\"%s\"", sqlite3_errmsg(c->conn));
+
         pthread_mutex_lock(&c->lock);
     }
     pthread_mutex_unlock(&c->lock);
@@ -93,6 +106,7 @@ static int on_wal_commit(void *arg, sqlite3 *conn, const char *name, int pages) 
         c->next_at = pages + CHECKPOINT_PAGES;
         pthread_mutex_lock(&c->lock);
         c->requested = true;
+        c->pages = pages;
         pthread_cond_signal(&c->wake);
         pthread_mutex_unlock(&c->lock);
     }
@@ -162,7 +176,8 @@ db_t *db_open(const char *path, err_t *err) {
                                 "PRAGMA synchronous=NORMAL;"
                                 "PRAGMA foreign_keys=OFF;"
                                 "PRAGMA temp_store=MEMORY;"
-                                "PRAGMA cache_size=-16384;";
+                                "PRAGMA cache_size=-16384;"
+                                "PRAGMA journal_size_limit=67108864;";
     char *msg = NULL;
     if (sqlite3_exec(db->conn, setup, NULL, NULL, &msg) != SQLITE_OK) {
         err_set(err, ERR_INTERNAL, "cannot set up database %s: %s", path, msg ? msg : "?");
