@@ -1130,6 +1130,18 @@ static int version_check(const bucket_t *b, const json_t *key, const json_t *cur
     return -1;
 }
 
+/* What every write to an existing record (NULL: none) passes: ownership, then the
+ * expected version. */
+static int existing_write_check(store_t *st, const bucket_t *b, const char *op, const json_t *key, const json_t *cur,
+                                const json_t *expected, const store_owner_t *owner, err_t *err) {
+    if (cur && !owns(cur, owner)) return forbidden(err, op, b);
+    if (version_check(b, key, cur, expected, err) < 0) {
+        st->counters.conflicts += err->code == ERR_CONFLICT;
+        return -1;
+    }
+    return 0;
+}
+
 static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *data, const json_t *expected,
                      const store_owner_t *owner, buf_t *out, err_t *err) {
     if (key_check(b, key, err) < 0) return -1;
@@ -1143,12 +1155,8 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
         err_set(err, ERR_NOT_FOUND, "Record with key %s not found in bucket \"%s\"", kd, b->name);
         return -1;
     }
-    if (!owns(cur, owner) || (owner && owner->field && json_object_get(data, owner->field) && !owns(data, owner))) {
-        json_decref(cur);
-        return forbidden(err, "update", b);
-    }
-    if (version_check(b, key, cur, expected, err) < 0) {
-        st->counters.conflicts += err->code == ERR_CONFLICT;
+    bool gives_away = owner && owner->field && json_object_get(data, owner->field) && !owns(data, owner);
+    if (gives_away ? forbidden(err, "update", b) : existing_write_check(st, b, "update", key, cur, expected, owner, err)) {
         json_decref(cur);
         return -1;
     }
@@ -1180,12 +1188,7 @@ static int op_delete(store_t *st, bucket_t *b, const json_t *key, const json_t *
     int64_t rowid = 0;
     json_t *cur = NULL;
     if (record_load(st, b, key, &rowid, &cur, err) < 0) return -1;
-    if (cur && !owns(cur, owner)) {
-        json_decref(cur);
-        return forbidden(err, "delete", b);
-    }
-    if (version_check(b, key, cur, expected, err) < 0) {
-        st->counters.conflicts += err->code == ERR_CONFLICT;
+    if (existing_write_check(st, b, "delete", key, cur, expected, owner, err) < 0) {
         json_decref(cur);
         return -1;
     }
