@@ -68,6 +68,9 @@ $(BUILD)/%.o: %.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The version is compiled in: a new VERSION rebuilds the file that prints it.
+$(MAIN_OBJ): VERSION
+
 $(BUILD)/libshopd.a: $(LIB_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
