@@ -17,8 +17,10 @@ VARIANT ?= release
 BUILD := build/$(VARIANT)
 CC ?= cc
 
-PKGS := libuv jansson libcrypto sqlite3 libpcre2-8 cjose libcurl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKGS := libuv jansson libcrypto sqlite3 libpcre2-8 cjose
+# libcurl's headers only: shopd loads the library at run time when a JWKS URL is
+# configured (src/auth/jwt.c says why).
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) libcurl 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla

@@ -20,6 +20,7 @@
 
 #include <cjose/cjose.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -32,6 +33,43 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+
+/* libcurl is loaded only when a `jwksUrl` is configured: linked in, it and the libraries
+ * it pulls in (TLS, Kerberos, LDAP, …) cost about 3.5 MiB of resident memory in every
+ * shopd process, most of which never fetches a key. */
+static struct {
+    bool loaded;
+    CURLcode (*global_init)(long flags);
+    void (*global_cleanup)(void);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *c, CURLoption opt, ...);
+    CURLcode (*easy_perform)(CURL *c);
+    CURLcode (*easy_getinfo)(CURL *c, CURLINFO info, ...);
+    void (*easy_cleanup)(CURL *c);
+    const char *(*easy_strerror)(CURLcode code);
+} curlapi;
+
+/* Loads libcurl once (loop thread, at configuration time). Returns 0 or -1. */
+static int curlapi_load(void) {
+    if (curlapi.loaded) return 0;
+    void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return -1;
+    *(void **)&curlapi.global_init = dlsym(h, "curl_global_init");
+    *(void **)&curlapi.global_cleanup = dlsym(h, "curl_global_cleanup");
+    *(void **)&curlapi.easy_init = dlsym(h, "curl_easy_init");
+    *(void **)&curlapi.easy_setopt = dlsym(h, "curl_easy_setopt");
+    *(void **)&curlapi.easy_perform = dlsym(h, "curl_easy_perform");
+    *(void **)&curlapi.easy_getinfo = dlsym(h, "curl_easy_getinfo");
+    *(void **)&curlapi.easy_cleanup = dlsym(h, "curl_easy_cleanup");
+    *(void **)&curlapi.easy_strerror = dlsym(h, "curl_easy_strerror");
+    if (!curlapi.global_init || !curlapi.global_cleanup || !curlapi.easy_init || !curlapi.easy_setopt ||
+        !curlapi.easy_perform || !curlapi.easy_getinfo || !curlapi.easy_cleanup || !curlapi.easy_strerror) {
+        dlclose(h);
+        return -1;
+    }
+    curlapi.loaded = true; /* the handle stays open for the life of the process */
+    return 0;
+}
 
 #define JWKS_MAX_BYTES (1024 * 1024)
 #define JWKS_MAX_KEYS 64
@@ -479,7 +517,11 @@ auth_jwt_t *auth_jwt_new(uv_loop_t *loop, const json_t *cfg, const char *path, c
         j->jwks_url = xstrdup(json_string_value(v));
         if (strncmp(j->jwks_url, "http://", 7) == 0)
             log_warn("auth.jwks_insecure", "note=\"jwksUrl is plain http; keys can be spoofed\"");
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (curlapi_load() < 0) {
+            auth_cfg_fail(errbuf, errlen, p, "needs libcurl (Debian package libcurl4), which could not be loaded");
+            goto fail;
+        }
+        if (curlapi.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
             auth_cfg_fail(errbuf, errlen, p, "libcurl failed to initialise");
             goto fail;
         }
@@ -858,36 +900,36 @@ static void fetch_work(uv_work_t *req) {
     fetch_sink_t sink;
     sink.fetch = f;
     buf_init(&sink.body, JWKS_MAX_BYTES);
-    CURL *c = curl_easy_init();
+    CURL *c = curlapi.easy_init();
     if (!c) {
         snprintf(f->why, sizeof f->why, "curl_easy_init failed");
         goto out;
     }
     bool https = strncmp(f->url, "https://", 8) == 0;
-    curl_easy_setopt(c, CURLOPT_URL, f->url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, https ? "https" : "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)JWKS_FETCH_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)JWKS_FETCH_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)JWKS_MAX_BYTES);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, fetch_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, f);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "shopd");
-    CURLcode cc = curl_easy_perform(c);
+    curlapi.easy_setopt(c, CURLOPT_URL, f->url);
+    curlapi.easy_setopt(c, CURLOPT_PROTOCOLS_STR, https ? "https" : "http,https");
+    curlapi.easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
+    curlapi.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curlapi.easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
+    curlapi.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curlapi.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)JWKS_FETCH_TIMEOUT_MS);
+    curlapi.easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)JWKS_FETCH_TIMEOUT_MS);
+    curlapi.easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)JWKS_MAX_BYTES);
+    curlapi.easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_write);
+    curlapi.easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    curlapi.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curlapi.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, fetch_progress);
+    curlapi.easy_setopt(c, CURLOPT_XFERINFODATA, f);
+    curlapi.easy_setopt(c, CURLOPT_USERAGENT, "shopd");
+    CURLcode cc = curlapi.easy_perform(c);
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
+    curlapi.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curlapi.easy_cleanup(c);
     if (cc != CURLE_OK) {
         snprintf(f->why, sizeof f->why, "%s",
                  cc == CURLE_WRITE_ERROR || cc == CURLE_FILESIZE_EXCEEDED
                      ? "response larger than 1 MiB"
-                     : curl_easy_strerror(cc));
+                     : curlapi.easy_strerror(cc));
         goto out;
     }
     if (status != 200) {
@@ -931,7 +973,7 @@ static void fetch_done(uv_work_t *req, int status) {
     if (!j) {
         /* auth_jwt_free ran while the worker was busy and left the cleanup to us. */
         fetch_free(f);
-        curl_global_cleanup();
+        curlapi.global_cleanup();
         return;
     }
     j->fetch = NULL;
@@ -1040,7 +1082,7 @@ void auth_jwt_free(auth_jwt_t *j) {
         j->fetch->owner = NULL;
         j->curl_ready = false;
     }
-    if (j->curl_ready) curl_global_cleanup();
+    if (j->curl_ready) curlapi.global_cleanup();
     free(j->issuer);
     auth_strv_free(j->audience, j->audience_count);
     free(j->roles_claim);
