@@ -51,6 +51,10 @@ for n in $SUBSCRIBERS; do
   fi
 done
 
+# Shared helpers; the functions below that carry the same names are this script's own.
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 say() { printf 'store-bench: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -132,39 +136,9 @@ WATCHDOG_PID=$!
 
 # ---- shopd -----------------------------------------------------------------------------
 
+# The schema and seed are the shared ones of bench/lib.sh (write_store_config).
 write_config() { # file, max connections
-  cat >"$1" <<EOF
-{ "name": "store-bench",
-  "http": { "maxConnections": $2 },
-  "shutdown": { "gracePeriodMs": 500 },
-  "buckets": {
-    "products": { "key": "id", "schema": {
-        "id": { "type": "string", "generated": "uuid" },
-        "title": { "type": "string", "required": true },
-        "price": { "type": "number", "required": true, "min": 0 },
-        "stock": { "type": "integer", "min": 0, "default": 0 },
-        "active": { "type": "boolean", "default": true } },
-      "indexes": ["active"] },
-    "orders": { "key": "id", "schema": {
-        "id": { "type": "string", "generated": "cuid" },
-        "userId": { "type": "string", "required": true },
-        "productId": { "type": "string", "required": true },
-        "quantity": { "type": "integer", "min": 1, "default": 1 },
-        "total": { "type": "number", "min": 0 },
-        "status": { "type": "string", "enum": ["placed", "paid", "shipped"], "default": "placed" } },
-      "indexes": ["userId"] },
-    "audit-logs": { "key": "id", "schema": {
-        "id": { "type": "string", "generated": "cuid" },
-        "action": { "type": "string", "required": true },
-        "userId": { "type": "string" },
-        "productId": { "type": "string" } } } },
-  "queries": {
-    "bench-product": { "bucket": "products", "op": "get", "key": "prod-1" } },
-  "seed": { "products": [
-    { "id": "prod-1", "title": "Wireless Keyboard", "price": 79.99, "stock": 1000000000 },
-    { "id": "prod-2", "title": "USB-C Hub", "price": 45, "stock": 50 },
-    { "id": "prod-3", "title": "Laptop Stand", "price": 120, "stock": 3 } ] } }
-EOF
+  BENCH_NAME=store-bench write_store_config "$1" "$2" ""
 }
 
 MAXCONN=$((MAX_SUBS + CONNS + 1000))
