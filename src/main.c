@@ -65,12 +65,7 @@ static void on_subs_prepare(uv_prepare_t *h) {
      * Listeners of a commit (rules) may write again: a few more rounds settle that. */
     for (int round = 0; round < 8 && store_batch_open(app->store); round++) {
         err_t e = ERR_INIT;
-        int rc = store_batch_commit(app->store, &e);
-        if (rc < 0) {
-            log_error("store.commit_failed", "error=\"%s\"", e.msg);
-            err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
-        }
-        realtime_release_held(app->rt, rc < 0 ? &e : NULL);
+        store_batch_commit(app->store, &e); /* answers are released by on_batch_commit */
         err_clear(&e);
     }
     subs_flush(app->subs);
@@ -78,6 +73,20 @@ static void on_subs_prepare(uv_prepare_t *h) {
 }
 
 static bool batch_is_open(void *udata) { return store_batch_open(udata); }
+
+/* Every group commit releases the answers held for it, as errors when it failed. */
+static void on_batch_commit(void *udata, int rc, const err_t *err) {
+    app_t *app = udata;
+    if (rc == 0) {
+        realtime_release_held(app->rt, NULL);
+        return;
+    }
+    log_error("store.commit_failed", "error=\"%s\"", err->msg);
+    err_t e = ERR_INIT;
+    err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
+    realtime_release_held(app->rt, &e);
+    err_clear(&e);
+}
 
 static void close_handle(uv_handle_t *h) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -221,6 +230,7 @@ static int serve(config_t *cfg) {
     if (app_store_setup(app.store, cfg->doc, err, sizeof err) < 0) goto fail;
     store_set_group_commit(app.store, true);
     realtime_set_hold(app.rt, batch_is_open, app.store);
+    store_on_batch_commit(app.store, on_batch_commit, &app);
     app.subs = subs_new(app.store, store_api_deliver);
     metrics_wire(app.subs);
     store_api_register(app.rt, app.store, app.subs, app.auth);
@@ -297,6 +307,7 @@ fail:
     auth_close(app.auth);
     uv_run(app.loop, UV_RUN_DEFAULT);
 out:
+    if (app.store) store_on_batch_commit(app.store, NULL, NULL); /* the realtime layer goes first */
     fflush(stderr);
     if (uv_loop_close(app.loop) != 0) {
         fprintf(stderr, "shopd: handles still open at exit\n");

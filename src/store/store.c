@@ -274,6 +274,11 @@ static int tx_commit(store_t *st, err_t *err) {
 }
 
 void store_set_group_commit(store_t *st, bool on) { st->group_commit = on; }
+
+void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata) {
+    st->on_commit = fn;
+    st->on_commit_udata = udata;
+}
 bool store_batch_open(const store_t *st) { return st->batch_open; }
 
 int store_batch_commit(store_t *st, err_t *err) {
@@ -286,9 +291,9 @@ int store_batch_commit(store_t *st, err_t *err) {
     st->bounds = NULL;
     st->bound_count = st->bound_cap = 0;
     int rc = db_commit(st->db, err);
-    if (rc < 0) {
-        db_rollback(st->db);
-    } else {
+    if (rc < 0) db_rollback(st->db);
+    if (st->on_commit) st->on_commit(st->on_commit_udata, rc, err);
+    if (rc == 0) {
         /* One change set per write, in commit order. Listeners may write again, which
          * opens the next batch. */
         size_t start = 0;

@@ -78,6 +78,11 @@ db_t *store_db(store_t *st);
  * then. store_batch_commit returns -1 with err set when the commit failed: every
  * write of the batch is then undone and must be reported as failed. */
 void store_set_group_commit(store_t *st, bool on);
+/* Called after every group commit, wherever it happens (the loop's turn, or a bucket
+ * definition that commits the batch first), before the change sets go to the
+ * listeners: rc 0, or -1 with err when the batch was undone. */
+typedef void (*store_commit_fn)(void *udata, int rc, const err_t *err);
+void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata);
 bool store_batch_open(const store_t *st);
 int store_batch_commit(store_t *st, err_t *err);
 

@@ -50,6 +50,8 @@ struct store {
     changes_t batch;      /* committed-to-the-batch changes, in order */
     size_t *bounds;       /* end index in `batch` of each write's change set */
     size_t bound_count, bound_cap;
+    store_commit_fn on_commit;
+    void *on_commit_udata;
 };
 
 bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err);
