@@ -62,6 +62,8 @@ endif
 UNIT_BIN := $(BUILD)/unit-tests
 
 .PHONY: all run test unit integration asan fuzz bench clean format check-deps deps test-deps
+# Keep intermediate objects (the fuzz builds link them through pattern rules).
+.SECONDARY:
 
 all: $(BIN)
 

@@ -61,6 +61,8 @@ void db_bind_null(db_stmt_t *st, int i);
 void db_bind_int(db_stmt_t *st, int i, int64_t v);
 void db_bind_double(db_stmt_t *st, int i, double v);
 void db_bind_text(db_stmt_t *st, int i, const char *s, size_t len); /* copied */
+/* Not copied: s must stay unchanged until db_done() of this statement. */
+void db_bind_text_borrowed(db_stmt_t *st, int i, const char *s, size_t len);
 db_step_t db_step(db_stmt_t *st, err_t *err);
 
 db_type_t db_column_type(db_stmt_t *st, int col);

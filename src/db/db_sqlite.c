@@ -160,6 +160,14 @@ static int db_fail(db_t *db, err_t *err, const char *what) {
 }
 
 db_t *db_open(const char *path, err_t *err) {
+    /* Allocation statistics would take a global mutex on every SQLite malloc (shopd
+     * has a second thread, the checkpointer); shopd does not read them. Only has an
+     * effect before SQLite initialises, so the first open sets it. */
+    static bool configured;
+    if (!configured) {
+        configured = true;
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    }
     db_t *db = xcalloc(1, sizeof *db);
     strmap_init(&db->stmts);
     int rc = sqlite3_open_v2(path, &db->conn,
@@ -266,6 +274,10 @@ void db_bind_int(db_stmt_t *st, int i, int64_t v) { sqlite3_bind_int64(st->stmt,
 void db_bind_double(db_stmt_t *st, int i, double v) { sqlite3_bind_double(st->stmt, i, v); }
 void db_bind_text(db_stmt_t *st, int i, const char *s, size_t len) {
     sqlite3_bind_text(st->stmt, i, s, (int)len, SQLITE_TRANSIENT);
+}
+
+void db_bind_text_borrowed(db_stmt_t *st, int i, const char *s, size_t len) {
+    sqlite3_bind_text(st->stmt, i, s, (int)len, SQLITE_STATIC);
 }
 
 db_step_t db_step(db_stmt_t *st, err_t *err) {

@@ -1241,9 +1241,12 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
     json_t *rec = json_object();
     for (size_t i = 0; i < s->field_count; i++) {
         const schema_field_t *f = &s->fields[i];
+        /* Values are shared, not copied: records and requests are never changed below
+         * the top level (normalisation replaces a top-level value), and copying was a
+         * measurable share of every write. */
         json_t *v = json_object_get(data, f->name);
         if (v) {
-            v = json_deep_copy(v);
+            v = json_incref(v);
         } else if (f->generated != GEN_NONE) {
             v = field_generate(s, f, gen, gen_ctx, err);
             if (!v) {
@@ -1251,7 +1254,9 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
                 return NULL;
             }
         } else if (f->default_value) {
-            v = json_deep_copy(f->default_value);
+            /* Containers are copied so no record can ever reach into the schema. */
+            bool container = json_is_object(f->default_value) || json_is_array(f->default_value);
+            v = container ? json_deep_copy(f->default_value) : json_incref(f->default_value);
         }
         if (v) json_object_set_new(rec, f->name, v);
     }
@@ -1260,7 +1265,7 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
     json_t *v;
     json_object_keylen_foreach((json_t *)data, k, klen, v) {
         if (k[0] == '_' || strlen(k) != klen || schema_field_get(s, k)) continue;
-        json_object_set_new(rec, k, json_deep_copy(v));
+        json_object_set(rec, k, v);
     }
     return record_finish(s, rec, json_array(), err);
 }
@@ -1276,7 +1281,7 @@ json_t *schema_prepare_update(const schema_t *s, const json_t *current, const js
         return NULL;
     }
     json_t *violations = json_array();
-    json_t *rec = json_deep_copy(current);
+    json_t *rec = json_copy((json_t *)current); /* top level only; values are shared */
     const char *k;
     size_t klen;
     json_t *v;
@@ -1293,7 +1298,7 @@ json_t *schema_prepare_update(const schema_t *s, const json_t *current, const js
                               s->key);
             continue;
         }
-        json_object_set_new(rec, k, json_deep_copy(v));
+        json_object_set(rec, k, v);
     }
     return record_finish(s, rec, violations, err);
 }

@@ -80,7 +80,9 @@ const schema_field_t *schema_field_get(const schema_t *s, const char *name);
 /* Builds the record to insert from `data` (an object): explicit value > generated >
  * default, declared fields in schema order first, then undeclared fields in `data`'s
  * order; metadata fields in `data` are ignored. Validates the result. Returns a new
- * object or NULL with err set (VALIDATION_ERROR, or what `gen` set). */
+ * object or NULL with err set (VALIDATION_ERROR, or what `gen` set). The record's
+ * values are shared with `data` (not copied): change the record at its top level only.
+ * The same holds for schema_prepare_update and `current`/`patch`. */
 json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_fn gen, void *gen_ctx,
                               err_t *err);
 

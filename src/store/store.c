@@ -1058,22 +1058,28 @@ static void unique_error(store_t *st, bucket_t *b, const json_t *rec, err_t *err
     }
 }
 
-static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *rec, int64_t rowid, err_t *err) {
+/* Writes the record with `sql` (?1 = the document, ?2 = rowid when given). The JSON
+ * text is made once: appended to `out` when there is one (it is also the answer), or
+ * to a scratch buffer; on failure nothing stays appended. */
+static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *rec, int64_t rowid, buf_t *out,
+                     err_t *err) {
     db_stmt_t *q = db_prepare(st->db, sql, err);
     if (!q) return -1;
-    size_t n;
-    char *doc = json_write_dup(rec, &n);
-    db_bind_text(q, 1, doc, n);
+    buf_t scratch;
+    buf_init(&scratch, 0);
+    buf_t *doc = out ? out : &scratch;
+    size_t mark = doc->len;
+    json_write(doc, rec);
+    db_bind_text_borrowed(q, 1, doc->data + mark, doc->len - mark);
     if (rowid) db_bind_int(q, 2, rowid);
-    free(doc);
     err_t e2 = ERR_INIT;
     db_step_t r = db_step(q, &e2);
-    db_done(q);
+    db_done(q); /* the borrowed text is released here, before the buffer changes */
+    buf_cleanup(&scratch);
     if (r == DB_ERROR) {
+        if (out) out->len = mark;
         if (db_is_constraint_error(st->db)) unique_error(st, b, rec, err);
-        else {
-            err_set(err, e2.code, "%s", e2.msg);
-        }
+        else err_set(err, e2.code, "%s", e2.msg);
         err_clear(&e2);
         return -1;
     }
@@ -1105,12 +1111,11 @@ static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_o
     }
     int64_t now = clock_now_ms();
     meta_stamp(rec, 1, now, now);
-    if (write_doc(st, b, b->sql_insert, rec, 0, err) < 0) {
+    if (write_doc(st, b, b->sql_insert, rec, 0, out, err) < 0) {
         json_decref(rec);
         return -1;
     }
     changes_add(st, b, CHANGE_INSERT, key, NULL, rec);
-    if (out) json_write(out, rec);
     json_decref(rec);
     return 0;
 }
@@ -1177,11 +1182,8 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     json_object_del(rec, "_createdAt");
     json_object_del(rec, "_updatedAt");
     meta_stamp(rec, version, created, now);
-    int rc = write_doc(st, b, b->sql_update, rec, rowid, err);
-    if (rc == 0) {
-        changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec);
-        if (out) json_write(out, rec);
-    }
+    int rc = write_doc(st, b, b->sql_update, rec, rowid, out, err);
+    if (rc == 0) changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec);
     json_decref(cur);
     json_decref(rec);
     return rc;
