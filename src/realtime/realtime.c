@@ -107,16 +107,32 @@ static int push_frame(rt_session_t *s, const char *frame, size_t len) {
 }
 
 /* Sends the pushes held back while the current request was handled. */
+static void call_hold(realtime_t *rt, rt_call_t *call);
+static void session_drain(rt_session_t *s);
+
+/* Queues the pushes held back while the current request was handled behind its answer:
+ * as answered entries of the session's queue, so they also wait for a group commit the
+ * answer waits for (and are dropped if that commit fails). */
 static void send_deferred(realtime_t *rt, rt_session_t *s) {
     size_t off = 0;
+    bool hold = rt->hold_fn && rt->hold_fn(rt->hold_udata);
     while (off + sizeof(size_t) <= rt->deferred.len) {
         size_t len;
         memcpy(&len, rt->deferred.data + off, sizeof len);
         off += sizeof len;
-        if (s->conn) conn_ws_send_text(s->conn, rt->deferred.data + off, len);
+        rt_call_t *c = xcalloc(1, sizeof *c);
+        c->session = s;
+        c->answered = true;
+        c->frame = xmemdup(rt->deferred.data + off, len);
+        c->frame_len = len;
+        if (s->tail) s->tail->next = c;
+        else s->head = c;
+        s->tail = c;
+        if (hold) call_hold(rt, c);
         off += len;
     }
     buf_reset(&rt->deferred);
+    session_drain(s);
 }
 
 int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscription_id,
@@ -244,7 +260,7 @@ static void session_drain(rt_session_t *s) {
         rt_call_t *c = s->head;
         s->head = c->next;
         if (!s->head) s->tail = NULL;
-        session_send(s, c->frame, c->frame_len);
+        if (c->frame_len) session_send(s, c->frame, c->frame_len); /* empty: a dropped push */
         free(c->frame);
         json_decref(c->req);
         free(c);
@@ -267,15 +283,19 @@ static void call_finish(rt_call_t *call, buf_t *frame) {
     call->answered = true;
     realtime_t *rt = call->session->rt;
     if (rt->hold_fn && rt->hold_fn(rt->hold_udata)) {
-        call->held = true;
-        if (rt->held_count == rt->held_cap) {
-            rt->held_cap = rt->held_cap ? rt->held_cap * 2 : 64;
-            rt->held = xrealloc(rt->held, rt->held_cap * sizeof *rt->held);
-        }
-        rt->held[rt->held_count++] = call;
+        call_hold(rt, call);
         return;
     }
     session_drain(call->session);
+}
+
+static void call_hold(realtime_t *rt, rt_call_t *call) {
+    call->held = true;
+    if (rt->held_count == rt->held_cap) {
+        rt->held_cap = rt->held_cap ? rt->held_cap * 2 : 64;
+        rt->held = xrealloc(rt->held, rt->held_cap * sizeof *rt->held);
+    }
+    rt->held[rt->held_count++] = call;
 }
 
 void realtime_set_hold(realtime_t *rt, bool (*is_open)(void *udata), void *udata) {
@@ -290,7 +310,9 @@ void realtime_release_held(realtime_t *rt, const err_t *failure) {
     for (size_t i = 0; i < n; i++) {
         rt_call_t *c = rt->held[i];
         c->held = false;
-        if (failure) {
+        if (failure && !c->req) { /* a push about what was not saved */
+            c->frame_len = 0;
+        } else if (failure) {
             buf_t b;
             buf_init(&b, 0);
             rt_write_error(&b, json_object_get(c->req, "id"), failure);

@@ -65,6 +65,7 @@ int rules_events_load(rules_t *r, err_t *err) {
 static int events_insert(rules_t *r, uint64_t n, const char *id, const char *topic,
                          const buf_t *data, int64_t ts, const char *corr, const char *cause,
                          err_t *err) {
+    if (store_write_begin(r->store, err) < 0) return -1;
     db_stmt_t *q = db_prepare(r->db,
                               "INSERT INTO _shopd_events(seq, id, topic, data, timestamp, "
                               "correlation_id, causation_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

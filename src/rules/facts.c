@@ -100,6 +100,7 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
         err_set(err, ERR_VALIDATION, "Too many facts (at most %d)", RULES_MAX_FACTS);
         goto out;
     }
+    if (store_write_begin(r->store, err) < 0) goto out;
     db_stmt_t *q =
         db_prepare(r->db,
                    "INSERT INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3) "
@@ -148,6 +149,7 @@ int rules_delete_fact(rules_t *r, const char *key, buf_t *out, err_t *err) {
         if (out) buf_append_str(out, "{\"deleted\":false}");
         return 0;
     }
+    if (store_write_begin(r->store, err) < 0) return -1;
     db_stmt_t *q = db_prepare(r->db, "DELETE FROM _shopd_facts WHERE key = ?1", err);
     if (!q) return -1;
     db_bind_text(q, 1, key, strlen(key));

@@ -275,6 +275,13 @@ static int tx_commit(store_t *st, err_t *err) {
 
 void store_set_group_commit(store_t *st, bool on) { st->group_commit = on; }
 
+int store_write_begin(store_t *st, err_t *err) {
+    if (!st->group_commit || st->batch_open || db_in_transaction(st->db)) return 0;
+    if (db_begin(st->db, err) < 0) return -1;
+    st->batch_open = true;
+    return 0;
+}
+
 void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata) {
     st->on_commit = fn;
     st->on_commit_udata = udata;

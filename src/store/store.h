@@ -83,6 +83,11 @@ void store_set_group_commit(store_t *st, bool on);
  * listeners: rc 0, or -1 with err when the batch was undone. */
 typedef void (*store_commit_fn)(void *udata, int rc, const err_t *err);
 void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata);
+/* For modules that write their own tables in the store's database (the rules engine's
+ * facts and event log): joins the group commit, opening the batch when needed, so the
+ * write is committed — and its answer released — with the others of the loop turn
+ * instead of paying for a commit of its own. Without group commit it does nothing. */
+int store_write_begin(store_t *st, err_t *err);
 bool store_batch_open(const store_t *st);
 int store_batch_commit(store_t *st, err_t *err);
 
