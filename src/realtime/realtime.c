@@ -1,10 +1,13 @@
-/* Sessions, dispatch and in-order responses of the realtime protocol (see realtime.h).
+/* Sessions, dispatch and in-order responses of the realtime protocol (see realtime.h
+ * and docs/internals/realtime.md).
  *
  * Each session keeps a FIFO of its calls. A call that is answered is serialised at
  * once, but it is written only when every earlier call of the session has been
  * written, which is what keeps responses in request order when some handlers answer
- * later than others. A session outlives its connection while calls are pending:
- * their answers are then dropped, and the last one frees the session. */
+ * later than others. Answers made while a group commit is open are held in that queue
+ * until realtime_release_held(), and pushes to the requesting session made during its
+ * request queue behind its answer. A session outlives its connection while calls are
+ * pending: their answers are then dropped, and the last one frees the session. */
 #include "realtime/realtime.h"
 
 #include <stdio.h>
