@@ -236,7 +236,7 @@ static int serve(config_t *cfg) {
     store_api_register(app.rt, app.store, app.subs, app.auth);
     realtime_after_request(app.rt, flush_subscriptions, app.subs);
 
-    rules_config_t rules_cfg = {0};
+    rules_config_t rules_cfg = {.event_log_max = cfg->event_log_max};
     app.rules = rules_new(app.store, &rules_cfg, rules_api_deliver, &e);
     if (!app.rules) {
         snprintf(err, sizeof err, "%s", e.msg);

@@ -63,6 +63,7 @@ static void config_defaults(config_t *c) {
     c->backpressure_high_water = 0.8;
     c->max_subscriptions_per_connection = 100;
     c->max_subscriptions_total = 1000000;
+    c->event_log_max = 10000;
     c->shutdown_grace_ms = 5000;
     c->http_max_body = 1048576;
     c->http_header_timeout_ms = 10000;
@@ -196,6 +197,7 @@ static const field_t fields[] = {
     {"connectionLimits.maxSubscriptionsPerConnection", F_SIZE,
      OFF(max_subscriptions_per_connection), 0, 1000000},
     {"connectionLimits.maxSubscriptionsTotal", F_SIZE, OFF(max_subscriptions_total), 0, 100000000},
+    {"eventLog.maxEvents", F_SIZE, OFF(event_log_max), 1, 100000000},
     {"shutdown.gracePeriodMs", F_U64, OFF(shutdown_grace_ms), 0, 600000},
     {"http.maxBodyBytes", F_SIZE, OFF(http_max_body), 0, 1u << 30},
     {"http.headerTimeoutMs", F_U64, OFF(http_header_timeout_ms), 10, 3600000},

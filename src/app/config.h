@@ -34,6 +34,7 @@ typedef struct {
     double backpressure_high_water;
     size_t max_subscriptions_per_connection;
     size_t max_subscriptions_total;
+    size_t event_log_max; /* events kept in the rules engine's log */
     uint64_t shutdown_grace_ms;
     size_t http_max_body;
     uint64_t http_header_timeout_ms;
