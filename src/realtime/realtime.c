@@ -36,7 +36,8 @@ struct realtime {
     size_t sub_total; /* subscriptions over all sessions */
     uv_timer_t heartbeat;
     bool heartbeat_on;
-    buf_t scratch;   /* frame being serialised */
+    buf_t scratch;   /* push frame being serialised */
+    buf_t answer;    /* answer frame being serialised */
     rt_session_t *current; /* whose request is being handled */
     buf_t deferred;  /* its pushes, sent after the answer: [size_t len][frame]… */
     void (*after_fn)(void *);
@@ -281,15 +282,31 @@ rt_session_t *rt_call_session(const rt_call_t *call) {
     return call->session->conn ? call->session : NULL;
 }
 
-static void call_finish(rt_call_t *call, buf_t *frame) {
-    call->frame = buf_take(frame, &call->frame_len);
-    call->answered = true;
+/* Takes the answer in rt->answer. The common case — the call is the oldest of its
+ * session and nothing holds answers back — writes it out at once, without a copy. */
+static void call_finish(rt_call_t *call) {
     realtime_t *rt = call->session->rt;
-    if (rt->hold_fn && rt->hold_fn(rt->hold_udata)) {
+    rt_session_t *s = call->session;
+    bool hold = rt->hold_fn && rt->hold_fn(rt->hold_udata);
+    if (!hold && s->head == call) {
+        s->head = call->next;
+        if (!s->head) s->tail = NULL;
+        session_send(s, rt->answer.data, rt->answer.len);
+        buf_reset(&rt->answer);
+        json_decref(call->req);
+        free(call);
+        session_drain(s); /* later answers that were waiting for this one */
+        return;
+    }
+    call->frame = xmemdup(rt->answer.data, rt->answer.len);
+    call->frame_len = rt->answer.len;
+    buf_reset(&rt->answer);
+    call->answered = true;
+    if (hold) {
         call_hold(rt, call);
         return;
     }
-    session_drain(call->session);
+    session_drain(s);
 }
 
 static void call_hold(realtime_t *rt, rt_call_t *call) {
@@ -337,29 +354,26 @@ void realtime_release_held(realtime_t *rt, const err_t *failure) {
 }
 
 void rt_call_result(rt_call_t *call, json_t *data) {
-    buf_t b;
-    buf_init(&b, 0);
-    rt_write_result(&b, json_object_get(call->req, "id"), data);
+    buf_t *b = &call->session->rt->answer;
+    rt_write_result(b, json_object_get(call->req, "id"), data);
     json_decref(data);
-    call_finish(call, &b);
+    call_finish(call);
 }
 
 void rt_call_result_raw(rt_call_t *call, const char *json, size_t len) {
-    buf_t b;
-    buf_init(&b, 0);
-    buf_append_str(&b, "{\"id\":");
-    json_write(&b, json_object_get(call->req, "id"));
-    buf_append_str(&b, ",\"type\":\"result\",\"data\":");
-    buf_append(&b, json, len);
-    buf_append_char(&b, '}');
-    call_finish(call, &b);
+    buf_t *b = &call->session->rt->answer;
+    buf_append_str(b, "{\"id\":");
+    json_write(b, json_object_get(call->req, "id"));
+    buf_append_str(b, ",\"type\":\"result\",\"data\":");
+    buf_append(b, json, len);
+    buf_append_char(b, '}');
+    call_finish(call);
 }
 
 void rt_call_error(rt_call_t *call, const err_t *err) {
-    buf_t b;
-    buf_init(&b, 0);
-    rt_write_error(&b, json_object_get(call->req, "id"), err);
-    call_finish(call, &b);
+    buf_t *b = &call->session->rt->answer;
+    rt_write_error(b, json_object_get(call->req, "id"), err);
+    call_finish(call);
 }
 
 /* ---- connection events ---- */
@@ -556,6 +570,7 @@ realtime_t *realtime_new(uv_loop_t *loop, const realtime_config_t *cfg) {
     rt->cfg = *cfg;
     strmap_init(&rt->routes);
     buf_init(&rt->scratch, 0);
+    buf_init(&rt->answer, 0);
     buf_init(&rt->deferred, 0);
     uv_timer_init(loop, &rt->heartbeat);
     rt->heartbeat.data = rt;
@@ -593,6 +608,7 @@ void realtime_free(realtime_t *rt) {
     while (strmap_next(&rt->routes, &it, NULL, &v)) free(v);
     strmap_cleanup(&rt->routes);
     buf_cleanup(&rt->scratch);
+    buf_cleanup(&rt->answer);
     buf_cleanup(&rt->deferred);
     free(rt->held);
     free(rt);
