@@ -147,12 +147,17 @@ static metrics_extra_t subs_metrics[] = {
     {"shopd_subscription_unchanged_total", "Evaluations whose result had not changed (no push).", "counter", NULL, NULL},
     {"shopd_subscription_groups", "Live subscription groups.", "gauge", NULL, NULL},
     {"shopd_subscriptions", "Live store subscriptions.", "gauge", NULL, NULL},
+    {"shopd_store_operations_total{kind=\"read\"}", "Store operations by kind.", "counter", NULL, NULL},
+    {"shopd_store_operations_total{kind=\"write\"}", "Store operations by kind.", "counter", NULL, NULL},
+    {"shopd_store_transactions_total", "Store transactions committed.", "counter", NULL, NULL},
+    {"shopd_store_conflicts_total", "Writes refused because the record had moved on (expectedVersion).", "counter", NULL, NULL},
 };
 
-static void metrics_wire(const subs_t *subs) {
+static void metrics_wire(const subs_t *subs, const store_t *st) {
     const subs_counters_t *c = subs_counters(subs);
+    const store_counters_t *sc = store_counters(st);
     const uint64_t *values[] = {&c->evaluations, &c->pushes, &c->shared_hits, &c->unchanged, &c->groups,
-                                &c->subscriptions};
+                                &c->subscriptions, &sc->reads, &sc->writes, &sc->transactions, &sc->conflicts};
     for (size_t i = 0; i < sizeof subs_metrics / sizeof *subs_metrics; i++) {
         subs_metrics[i].value = values[i];
         metrics_register(&subs_metrics[i]);
@@ -232,7 +237,7 @@ static int serve(config_t *cfg) {
     realtime_set_hold(app.rt, batch_is_open, app.store);
     store_on_batch_commit(app.store, on_batch_commit, &app);
     app.subs = subs_new(app.store, store_api_deliver);
-    metrics_wire(app.subs);
+    metrics_wire(app.subs, app.store);
     store_api_register(app.rt, app.store, app.subs, app.auth);
     realtime_after_request(app.rt, flush_subscriptions, app.subs);
 

@@ -20,8 +20,6 @@ void buf_cleanup(buf_t *b) {
     b->len = b->cap = 0;
 }
 
-void buf_release(buf_t *b) { buf_cleanup(b); }
-
 void buf_reset(buf_t *b) {
     b->len = 0;
     if (b->data) b->data[0] = '\0';

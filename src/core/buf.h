@@ -1,7 +1,7 @@
 /* A growable byte buffer with a hard cap. Everything the network feeds lands in one
  * of these, so every append says whether it fit: a buffer never grows past `max`.
- * The storage is released when the buffer empties out (buf_reset with release), so
- * idle connections hold no buffer memory. */
+ * buf_cleanup frees the storage (the buffer stays usable), so idle connections hold no
+ * buffer memory; buf_reset empties it and keeps the storage for reuse. */
 #ifndef SHOPD_CORE_BUF_H
 #define SHOPD_CORE_BUF_H
 
@@ -16,7 +16,8 @@ typedef struct {
 } buf_t;
 
 void buf_init(buf_t *b, size_t max);
-void buf_cleanup(buf_t *b); /* frees storage; the struct may be reused after buf_init */
+/* Empties the buffer and frees its storage; the buffer stays usable (same cap). */
+void buf_cleanup(buf_t *b);
 
 /* Appends n bytes. Returns 0, or -1 (and appends nothing) when the cap would be passed. */
 int buf_append(buf_t *b, const void *p, size_t n);
@@ -32,8 +33,6 @@ char *buf_reserve(buf_t *b, size_t n);
 void buf_commit(buf_t *b, size_t n);
 /* Empties the buffer and keeps its storage (for long-lived scratch buffers). */
 void buf_reset(buf_t *b);
-/* Empties the buffer and frees its storage. */
-void buf_release(buf_t *b);
 /* Returns the contents as a NUL-terminated string (the NUL is not counted in len). */
 const char *buf_cstr(buf_t *b);
 /* Hands the storage to the caller (NUL-terminated) and leaves the buffer empty. */

@@ -222,7 +222,7 @@ static void on_write_done(uv_write_t *req, int status) {
     free(req);
     if (!c) return; /* connection already closed; on_conn_closed freed the buffer */
     c->wreq = NULL;
-    buf_release(&c->inflight);
+    buf_cleanup(&c->inflight);
     if (status < 0) {
         conn_close(c, "write_error");
         return;
@@ -261,7 +261,7 @@ static void conn_flush(conn_t *c) {
             }
             return;
         }
-        buf_release(&c->out);
+        buf_cleanup(&c->out);
     }
     if (c->read_paused && conn_queued_bytes(c) < c->server->cfg.max_output_bytes / 2) {
         c->read_paused = false;
@@ -362,6 +362,45 @@ static void conn_ws_input(conn_t *c, uint8_t *data, size_t len) {
     }
 }
 
+/* ---- HTTP answers ---- */
+
+static void conn_log_request(const conn_t *c, const http_request_t *req, int status, size_t bytes,
+                             uint64_t started);
+
+static void count_status(int status) {
+    if (status >= 100 && status < 600) metrics.http_status[status]++;
+}
+
+/* Queues a response to a parsed request and logs it; ends the connection after it
+ * when keep-alive is off. */
+static void conn_respond(conn_t *c, const http_request_t *req, const http_response_t *res, bool keep_alive,
+                         uint64_t started) {
+    buf_t out;
+    buf_init(&out, 0);
+    http_response_serialize(res, req->method == HTTP_HEAD, keep_alive, &out);
+    conn_send(c, out.data, out.len);
+    buf_cleanup(&out);
+    count_status(res->status);
+    conn_log_request(c, req, res->status, res->body.len, started);
+    if (!keep_alive) c->close_after_write = true;
+}
+
+/* A bare error answer (no request to answer): queued behind the connection's output,
+ * or, when `now`, written at once before the connection is closed by the caller. */
+static void conn_send_error(conn_t *c, int status, const char *reason, bool now) {
+    buf_t out;
+    buf_init(&out, 0);
+    http_error_serialize(status, reason, false, &out);
+    if (now) {
+        uv_buf_t wb = uv_buf_init(out.data, (unsigned)out.len);
+        uv_try_write((uv_stream_t *)&c->tcp, &wb, 1);
+    } else {
+        conn_send(c, out.data, out.len);
+    }
+    buf_cleanup(&out);
+    count_status(status);
+}
+
 /* ---- HTTP mode ---- */
 
 static bool header_has_token(const char *value, const char *token) {
@@ -413,14 +452,7 @@ static bool conn_try_upgrade(conn_t *c, const http_request_t *req, uint64_t star
     }
 
     if (!upgraded) {
-        buf_t out;
-        buf_init(&out, 0);
-        http_response_serialize(&res, false, req->keep_alive && !s->shutting_down, &out);
-        conn_send(c, out.data, out.len);
-        metrics.http_status[res.status]++;
-        conn_log_request(c, req, res.status, res.body.len, started);
-        if (!req->keep_alive || s->shutting_down) c->close_after_write = true;
-        buf_cleanup(&out);
+        conn_respond(c, req, &res, req->keep_alive && !s->shutting_down, started);
         http_response_cleanup(&res);
         return false;
     }
@@ -463,19 +495,11 @@ static void conn_handle_request(conn_t *c, http_request_t *req) {
         return;
     }
 
-    bool keep_alive = req->keep_alive && !s->shutting_down;
     http_response_t res;
     http_response_init(&res);
     router_dispatch(s->router, req, &res);
-    buf_t out;
-    buf_init(&out, 0);
-    http_response_serialize(&res, req->method == HTTP_HEAD, keep_alive, &out);
-    conn_send(c, out.data, out.len);
-    buf_cleanup(&out);
-    if (res.status >= 100 && res.status < 600) metrics.http_status[res.status]++;
-    conn_log_request(c, req, res.status, res.body.len, started);
+    conn_respond(c, req, &res, req->keep_alive && !s->shutting_down, started);
     http_response_cleanup(&res);
-    if (!keep_alive) c->close_after_write = true;
 }
 
 static void conn_http_input(conn_t *c, char *data, size_t len) {
@@ -494,12 +518,7 @@ static void conn_http_input(conn_t *c, char *data, size_t len) {
         }
         if (r == HTTP_READ_ERROR) {
             int status = http_reader_error_status(c->http);
-            buf_t out;
-            buf_init(&out, 0);
-            http_error_serialize(status, http_reader_error_reason(c->http), false, &out);
-            conn_send(c, out.data, out.len);
-            buf_cleanup(&out);
-            metrics.http_status[status]++;
+            conn_send_error(c, status, http_reader_error_reason(c->http), false);
             log_info("http.bad_request", "conn=%llu status=%d reason=%s", (unsigned long long)c->id,
                      status, http_reader_error_reason(c->http));
             c->close_after_write = true;
@@ -589,13 +608,7 @@ static void on_connection(uv_stream_t *listener, int status) {
         log_warn("conn.refused", "conn=%llu reason=%s", (unsigned long long)c->id,
                  s->shutting_down ? "shutting_down" : "connection_limit");
         /* A short 503 tells well-behaved clients what happened. */
-        buf_t out;
-        buf_init(&out, 0);
-        http_error_serialize(503, "Server busy", false, &out);
-        uv_buf_t wb = uv_buf_init(out.data, (unsigned)out.len);
-        uv_try_write((uv_stream_t *)&c->tcp, &wb, 1);
-        buf_cleanup(&out);
-        metrics.http_status[503]++;
+        conn_send_error(c, 503, "Server busy", true);
         conn_close(c, "refused");
         return;
     }
@@ -624,13 +637,7 @@ static void on_sweep(uv_timer_t *t) {
         } else if (c->mode == MODE_WS) {
             conn_close(c, "close_handshake_timeout");
         } else if (c->in_request) {
-            buf_t out;
-            buf_init(&out, 0);
-            http_error_serialize(408, "Request timeout", false, &out);
-            uv_buf_t wb = uv_buf_init(out.data, (unsigned)out.len);
-            uv_try_write((uv_stream_t *)&c->tcp, &wb, 1);
-            buf_cleanup(&out);
-            metrics.http_status[408]++;
+            conn_send_error(c, 408, "Request timeout", true);
             conn_close(c, "request_timeout");
         } else if (conn_queued_bytes(c) == 0 && !c->wreq) {
             conn_close(c, "idle_timeout");

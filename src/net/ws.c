@@ -144,7 +144,7 @@ static uint16_t ws_message_deliver(ws_parser_t *p, char *data, size_t len, const
     p->msg_opcode = 0;
     p->utf8_state = UTF8_ACCEPT;
     if (cb->on_text) cb->on_text(udata, data, len);
-    buf_release(&p->msg);
+    buf_cleanup(&p->msg);
     return 0;
 }
 
@@ -243,7 +243,7 @@ int ws_parser_feed(ws_parser_t *p, uint8_t *data, size_t len, const ws_callbacks
     return 0;
 fail:
     /* The connection is closing; nothing of the message will be used. */
-    buf_release(&p->msg);
+    buf_cleanup(&p->msg);
     *close_code = code;
     return -1;
 }

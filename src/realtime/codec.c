@@ -97,13 +97,14 @@ void rt_write_error(buf_t *out, const json_t *id, const err_t *err) {
     buf_append_char(out, '}');
 }
 
-void rt_write_push(buf_t *out, const char *channel, const char *subscription_id, const json_t *data) {
+void rt_write_push(buf_t *out, const char *channel, const char *subscription_id, const char *data,
+                   size_t len) {
     buf_append_str(out, "{\"type\":\"push\",\"channel\":");
     json_write_string(out, channel, strlen(channel));
     buf_append_str(out, ",\"subscriptionId\":");
     json_write_string(out, subscription_id, strlen(subscription_id));
     buf_append_str(out, ",\"data\":");
-    json_write(out, data);
+    buf_append(out, data, len);
     buf_append_char(out, '}');
 }
 

@@ -27,8 +27,10 @@ rt_frame_kind_t rt_frame_parse(const char *data, size_t len, json_t **msg_out, e
 void rt_write_result(buf_t *out, const json_t *id, const json_t *data);
 /* {"id":<id or 0>,"type":"error","code":…,"message":…[,"details":…]} */
 void rt_write_error(buf_t *out, const json_t *id, const err_t *err);
-/* {"type":"push","channel":…,"subscriptionId":…,"data":…} */
-void rt_write_push(buf_t *out, const char *channel, const char *subscription_id, const json_t *data);
+/* {"type":"push","channel":…,"subscriptionId":…,"data":<data>} — data is JSON text,
+ * serialised once and shared by every subscriber. */
+void rt_write_push(buf_t *out, const char *channel, const char *subscription_id, const char *data,
+                   size_t len);
 void rt_write_welcome(buf_t *out, int64_t server_time_ms, int requires_auth);
 void rt_write_ping(buf_t *out, int64_t timestamp_ms);
 void rt_write_shutdown(buf_t *out, uint64_t grace_ms);

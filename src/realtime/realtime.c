@@ -32,7 +32,6 @@ struct realtime {
     realtime_config_t cfg;
     strmap_t routes;
     rt_session_t *sessions;
-    size_t session_count;
     size_t sub_total; /* subscriptions over all sessions */
     uv_timer_t heartbeat;
     bool heartbeat_on;
@@ -89,7 +88,6 @@ struct rt_session {
 uint64_t rt_session_id(const rt_session_t *s) { return s->conn ? conn_id(s->conn) : 0; }
 conn_t *rt_session_conn(const rt_session_t *s) { return s->conn; }
 int64_t rt_session_connected_at(const rt_session_t *s) { return s->connected_at; }
-size_t realtime_session_count(const realtime_t *rt) { return rt->session_count; }
 
 static void session_send(rt_session_t *s, const char *frame, size_t len) {
     if (s->conn) conn_ws_send_text(s->conn, frame, len);
@@ -144,22 +142,7 @@ int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscr
     if (!s->conn) return -1;
     realtime_t *rt = s->rt;
     buf_reset(&rt->scratch);
-    buf_append_str(&rt->scratch, "{\"type\":\"push\",\"channel\":");
-    json_write_string(&rt->scratch, channel, strlen(channel));
-    buf_append_str(&rt->scratch, ",\"subscriptionId\":");
-    json_write_string(&rt->scratch, subscription_id, strlen(subscription_id));
-    buf_append_str(&rt->scratch, ",\"data\":");
-    buf_append(&rt->scratch, data, len);
-    buf_append_char(&rt->scratch, '}');
-    return push_frame(s, rt->scratch.data, rt->scratch.len);
-}
-
-int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
-                    const json_t *data) {
-    if (!s->conn) return -1;
-    realtime_t *rt = s->rt;
-    buf_reset(&rt->scratch);
-    rt_write_push(&rt->scratch, channel, subscription_id, data);
+    rt_write_push(&rt->scratch, channel, subscription_id, data, len);
     return push_frame(s, rt->scratch.data, rt->scratch.len);
 }
 
@@ -387,7 +370,6 @@ static void rt_on_open(conn_t *conn, void *udata) {
     s->next = rt->sessions;
     if (rt->sessions) rt->sessions->prev = s;
     rt->sessions = s;
-    rt->session_count++;
     conn_set_udata(conn, s);
     if (rt->cfg.ratelimit) {
         char remote[80];
@@ -409,7 +391,6 @@ static void rt_on_close(conn_t *conn, void *udata) {
     if (s->prev) s->prev->next = s->next;
     else rt->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
-    rt->session_count--;
     session_release_subs(s);
     s->conn = NULL;
     conn_set_udata(conn, NULL);
@@ -435,13 +416,12 @@ static void rt_send_invalid(rt_session_t *s, const err_t *err) {
 
 /* The resource a permission check is about (spec §2). */
 static const char *rt_resource(const char *type, const json_t *req) {
-    static const char *const store_fields[] = {"bucket", NULL};
     const char *v = NULL;
     if (strncmp(type, "store.", 6) == 0) {
         if (strcmp(type, "store.subscribe") == 0) v = json_string_value(json_object_get(req, "query"));
         else if (strcmp(type, "store.unsubscribe") == 0)
             v = json_string_value(json_object_get(req, "subscriptionId"));
-        else v = json_string_value(json_object_get(req, store_fields[0]));
+        else v = json_string_value(json_object_get(req, "bucket"));
     } else if (strncmp(type, "rules.", 6) == 0) {
         static const char *const fields[] = {"topic", "key", "pattern"};
         for (size_t i = 0; i < 3 && !v; i++) v = json_string_value(json_object_get(req, fields[i]));

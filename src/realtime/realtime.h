@@ -55,7 +55,6 @@ const server_ws_handlers_t *realtime_ws_handlers(void);
 void realtime_shutdown_notice(realtime_t *rt, uint64_t grace_ms);
 /* Closes the heartbeat timer handle. */
 void realtime_close_handles(realtime_t *rt);
-size_t realtime_session_count(const realtime_t *rt);
 
 /* The request object (borrowed, valid until the call is answered). */
 const json_t *rt_call_request(const rt_call_t *call);
@@ -72,10 +71,6 @@ void rt_call_error(rt_call_t *call, const err_t *err);
 uint64_t rt_session_id(const rt_session_t *s);
 conn_t *rt_session_conn(const rt_session_t *s);
 int64_t rt_session_connected_at(const rt_session_t *s);
-/* Sends a push unless the connection's queued output is at or above the high-water
- * mark. Returns 0 when queued, 1 when dropped for backpressure, -1 when closing. */
-int rt_session_push(rt_session_t *s, const char *channel, const char *subscription_id,
-                    const json_t *data);
 
 /* The session's user id (NULL when not logged in); borrowed. */
 const char *rt_session_user_id(const rt_session_t *s);
@@ -87,7 +82,9 @@ void rt_session_set_identity(rt_session_t *s, auth_identity_t *id);
 /* The ownership field the permission policy attached to this call, or NULL. */
 const char *rt_call_owner_field(const rt_call_t *call);
 
-/* Sends a push whose data is JSON text, under the same backpressure rule. */
+/* Sends a push whose data is JSON text, unless the connection's unsent output is at or
+ * above the high-water mark. Returns 0 when queued, 1 when dropped for backpressure,
+ * -1 when the connection is gone. */
 int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscription_id,
                         const char *data, size_t len);
 

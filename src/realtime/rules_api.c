@@ -24,7 +24,7 @@ static void answer(rt_call_t *call, int rc, err_t *err) {
     else rt_call_result_raw(call, api.out.data, api.out.len);
     err_clear(err);
     buf_reset(&api.out);
-    if (api.out.cap > (1u << 20)) buf_release(&api.out);
+    if (api.out.cap > (1u << 20)) buf_cleanup(&api.out);
 }
 
 /* Fetches a required non-empty string field or sets the protocol's message. */

@@ -28,7 +28,7 @@ static void answer(rt_call_t *call, store_api_t *api, int rc, err_t *err) {
     else rt_call_result_raw(call, api->out.data, api->out.len);
     err_clear(err);
     buf_reset(&api->out);
-    if (api->out.cap > (1u << 20)) buf_release(&api->out); /* do not hold on to a huge result */
+    if (api->out.cap > (1u << 20)) buf_cleanup(&api->out); /* do not hold on to a huge result */
 }
 
 /* The ownership constraint the policy put on this call, if any. */

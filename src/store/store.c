@@ -1013,7 +1013,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
             const char *doc = db_column_text(q, 1, &len);
             if (got++) buf_append_char(out, ',');
             buf_append(out, doc, len);
-            buf_release(&cursor);
+            buf_cleanup(&cursor);
             write_column_value(&cursor, q, 2);
         }
         if (s == DB_ERROR) {
@@ -1231,7 +1231,7 @@ static int op_clear(store_t *st, bucket_t *b, buf_t *out, err_t *err) {
     buf_init(&sql, 0);
     buf_printf(&sql, "SELECT _doc FROM %s ORDER BY _rowid", b->table);
     db_stmt_t *q = db_prepare(st->db, sql.data, err);
-    buf_release(&sql);
+    buf_cleanup(&sql);
     if (!q) return -1;
     db_step_t r;
     while ((r = db_step(q, err)) == DB_ROW) {
@@ -1410,11 +1410,11 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
         return -1;
     }
     buf_append_str(out, "]}");
-    st->counters.transactions++;
     if (tx_commit(st, err) < 0) {
         out->len = mark;
         return -1;
     }
+    st->counters.transactions++;
     return 0;
 }
 

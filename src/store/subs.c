@@ -55,7 +55,6 @@ struct subs {
 };
 
 const subs_counters_t *subs_counters(const subs_t *s) { return &s->counters; }
-const char *subs_id(const sub_t *sub) { return sub->id; }
 
 /* ---- index ---- */
 

@@ -48,7 +48,6 @@ sub_t *subs_add(subs_t *s, void *owner, const char *sub_id, const char *query, c
 void subs_remove(subs_t *s, sub_t *sub);
 /* Re-evaluates the groups that committed changes affected and delivers new results. */
 void subs_flush(subs_t *s);
-const char *subs_id(const sub_t *sub);
 
 const subs_counters_t *subs_counters(const subs_t *s);
 

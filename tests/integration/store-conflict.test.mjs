@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
+import { metricValue, scrape } from './helpers.mjs';
 import { STARTUP_MS, T, assertError, shopConfig, startStore, storeClient } from './store-helpers.mjs';
 
 let srv;
@@ -28,6 +29,20 @@ describe('expectedVersion', () => {
     assert.deepEqual(e.details, { expectedVersion: 1, actualVersion: 2 });
     const now = await c.ok('store.get', { bucket: 'products', key: 'v1' });
     assert.equal(now.stock, 2);
+  });
+
+  test('/metrics counts store writes, transactions and conflicts', T, async () => {
+    const before = await scrape(srv.port);
+    await c.ok('store.insert', { bucket: 'products', data: { id: 'm1', title: 'M', price: 1 } });
+    await c.ok('store.transaction', { operations: [{ op: 'update', bucket: 'products', key: 'm1', data: { stock: 1 } }] });
+    await c.err('store.update', { bucket: 'products', key: 'm1', data: { stock: 2 }, expectedVersion: 1 });
+    await c.ok('store.get', { bucket: 'products', key: 'm1' });
+    const after = await scrape(srv.port);
+    const delta = (name, labels) => metricValue(after, name, labels) - metricValue(before, name, labels);
+    assert.equal(delta('shopd_store_operations_total', { kind: 'write' }), 2);
+    assert.equal(delta('shopd_store_transactions_total'), 1);
+    assert.equal(delta('shopd_store_conflicts_total'), 1);
+    assert.ok(delta('shopd_store_operations_total', { kind: 'read' }) >= 1);
   });
 
   test('a stale delete is CONFLICT; a bad expectedVersion is VALIDATION_ERROR', T, async () => {

@@ -35,13 +35,16 @@ Test(buf, consume_moves_the_rest_forward) {
     buf_cleanup(&b);
 }
 
-Test(buf, release_frees_storage) {
+Test(buf, cleanup_frees_storage_and_keeps_it_usable) {
     buf_t b;
     buf_init(&b, 0);
     buf_append_str(&b, "abc");
-    buf_release(&b);
+    buf_cleanup(&b);
     cr_assert_null(b.data);
     cr_assert_eq(b.cap, 0);
+    cr_assert_eq(buf_append_str(&b, "de"), 0);
+    cr_assert_str_eq(buf_cstr(&b), "de");
+    buf_cleanup(&b);
 }
 
 Test(buf, take_hands_over_a_terminated_string) {

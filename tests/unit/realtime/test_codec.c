@@ -98,19 +98,19 @@ Test(rt_write, result_push_welcome_ping_and_shutdown) {
     json_t *id = json_integer(9), *data = json_pack("{s:b}", "ok", 1);
     rt_write_result(&b, id, data);
     cr_assert_str_eq(buf_cstr(&b), "{\"id\":9,\"type\":\"result\",\"data\":{\"ok\":true}}");
-    buf_release(&b);
-    rt_write_push(&b, "subscription", "sub-1", data);
+    buf_cleanup(&b);
+    rt_write_push(&b, "subscription", "sub-1", "{\"ok\":true}", 11);
     cr_assert_str_eq(buf_cstr(&b),
                      "{\"type\":\"push\",\"channel\":\"subscription\",\"subscriptionId\":\"sub-1\","
                      "\"data\":{\"ok\":true}}");
-    buf_release(&b);
+    buf_cleanup(&b);
     rt_write_welcome(&b, 1700000000000, 1);
     cr_assert_str_eq(buf_cstr(&b), "{\"type\":\"welcome\",\"version\":\"1.0.0\","
                                    "\"serverTime\":1700000000000,\"requiresAuth\":true}");
-    buf_release(&b);
+    buf_cleanup(&b);
     rt_write_ping(&b, 5);
     cr_assert_str_eq(buf_cstr(&b), "{\"type\":\"ping\",\"timestamp\":5}");
-    buf_release(&b);
+    buf_cleanup(&b);
     rt_write_shutdown(&b, 300);
     cr_assert_str_eq(buf_cstr(&b), "{\"type\":\"system\",\"event\":\"shutdown\",\"gracePeriodMs\":300}");
     buf_cleanup(&b);
