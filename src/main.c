@@ -1,7 +1,6 @@
 /* shopd: wiring only. Configuration → modules → uv_run, and the graceful stop on
  * SIGTERM/SIGINT (a second signal cuts the grace period short). */
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,11 +336,6 @@ int main(int argc, char **argv) {
     config_t cfg;
     char err[512] = "";
     signal(SIGPIPE, SIG_IGN);
-    /* glibc's fast bins make every large allocation (SQLite pages) consolidate the
-     * many small chunks a group commit frees at once: 20 % of a store.transaction in
-     * a profile. Without them the same benchmark used 73 instead of 91 µs per
-     * transaction (docs/benchmarks.md); the per-thread cache still serves small sizes. */
-    mallopt(M_MXFAST, 0);
     if (config_load(&cfg, argc, argv, err, sizeof err) < 0) {
         fprintf(stderr, "shopd: %s\n", err);
         config_cleanup(&cfg);
