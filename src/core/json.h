@@ -11,6 +11,14 @@
 
 #include "core/buf.h"
 
+typedef enum { JSON_PARSE_OK, JSON_PARSE_SYNTAX, JSON_PARSE_TOO_DEEP } json_parse_status_t;
+
+/* Parses len bytes of JSON text (any value at the top) as json_loadb(JSON_DECODE_ANY)
+ * would, faster. A value nested more than max_depth levels (the top value is level
+ * 1; scalars count) is refused with JSON_PARSE_TOO_DEEP. Returns a new reference, or
+ * NULL with *status (may be NULL) saying why. */
+json_t *json_parse(const char *text, size_t len, int max_depth, json_parse_status_t *status);
+
 /* Appends the serialisation of v (NULL writes null). */
 void json_write(buf_t *out, const json_t *v);
 /* Appends a JSON string literal for s (len bytes, valid UTF-8 expected). */

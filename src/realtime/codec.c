@@ -9,26 +9,14 @@
 
 #define RT_MAX_JSON_DEPTH 64
 
-/* jansson accepts nesting up to its own compile-time limit; the protocol needs far
- * less, and deep documents only cost us time later, so they are refused here. */
-static int json_depth_ok(const json_t *v, int depth) {
-    if (depth > RT_MAX_JSON_DEPTH) return 0;
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *m;
-        json_object_foreach((json_t *)v, k, m) if (!json_depth_ok(m, depth + 1)) return 0;
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(v, i, m) if (!json_depth_ok(m, depth + 1)) return 0;
-    }
-    return 1;
-}
-
 rt_frame_kind_t rt_frame_parse(const char *data, size_t len, json_t **msg_out, err_t *err) {
-    json_error_t jerr;
-    json_t *msg = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+    json_parse_status_t st;
+    json_t *msg = json_parse(data, len, RT_MAX_JSON_DEPTH, &st);
     *msg_out = NULL;
+    if (st == JSON_PARSE_TOO_DEEP) { /* the message object itself is level 1 */
+        err_set(err, ERR_PARSE, "Invalid message: nested deeper than %d levels", RT_MAX_JSON_DEPTH);
+        return RT_FRAME_INVALID;
+    }
     if (!msg) {
         err_set(err, ERR_PARSE, "Invalid JSON");
         return RT_FRAME_INVALID;
@@ -36,11 +24,6 @@ rt_frame_kind_t rt_frame_parse(const char *data, size_t len, json_t **msg_out, e
     if (!json_is_object(msg)) {
         json_decref(msg);
         err_set(err, ERR_PARSE, "Invalid message: expected a JSON object");
-        return RT_FRAME_INVALID;
-    }
-    if (!json_depth_ok(msg, 1)) { /* the message object itself is level 1 */
-        json_decref(msg);
-        err_set(err, ERR_PARSE, "Invalid message: nested deeper than %d levels", RT_MAX_JSON_DEPTH);
         return RT_FRAME_INVALID;
     }
     json_t *type = json_object_get(msg, "type");
@@ -59,7 +42,7 @@ rt_frame_kind_t rt_frame_parse(const char *data, size_t len, json_t **msg_out, e
         }
         return RT_FRAME_PONG;
     }
-    /* jansson never produces NaN or infinities, so any number is finite. */
+    /* The reader never produces NaN or infinities, so any number is finite. */
     if (!json_is_number(json_object_get(msg, "id"))) {
         json_decref(msg);
         err_set(err, ERR_INVALID_REQUEST, "Missing or invalid \"id\": expected finite number");

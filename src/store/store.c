@@ -29,6 +29,9 @@
 #include "store/store_int.h"
 
 #define STORE_MAX_RESULT_BYTES (32u << 20)
+/* Stored documents come from requests nested at most 64 levels; the reader's bound
+ * for them is far above that. */
+#define STORE_DOC_MAX_DEPTH 512
 
 static const db_migration_t migrations[] = {
     {1, "metadata tables",
@@ -742,6 +745,16 @@ static json_t *gen_autoincrement(void *ctx, const schema_t *s, const schema_fiel
 
 /* ---- reading rows ---- */
 
+/* A stored document (an object) read back, or NULL if it is not one. */
+static json_t *doc_parse(const char *doc, size_t n) {
+    json_t *rec = json_parse(doc, n, STORE_DOC_MAX_DEPTH, NULL);
+    if (rec && !json_is_object(rec)) {
+        json_decref(rec);
+        rec = NULL;
+    }
+    return rec;
+}
+
 /* Loads a record by key: *rowid_out and a parsed copy (owned) or NULL when missing. */
 static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *rowid_out, json_t **rec_out,
                        err_t *err) {
@@ -754,7 +767,7 @@ static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *row
         size_t n;
         const char *doc = db_column_text(q, 1, &n);
         *rowid_out = db_column_int(q, 0);
-        *rec_out = json_loadb(doc, n, 0, NULL);
+        *rec_out = doc_parse(doc, n);
         if (!*rec_out) {
             log_error("store.corrupt_record", "bucket=%s rowid=%lld", b->name, (long long)*rowid_out);
             err_set(err, ERR_INTERNAL, "Internal error");
@@ -869,7 +882,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
             /* Records of others are invisible: parse and check the owner field. */
             size_t n;
             const char *doc = db_column_text(q, 0, &n);
-            json_t *rec = json_loadb(doc, n, 0, NULL);
+            json_t *rec = doc_parse(doc, n);
             if (!owns(rec, owner)) s = DB_DONE;
             json_decref(rec);
         }
@@ -1237,7 +1250,7 @@ static int op_clear(store_t *st, bucket_t *b, buf_t *out, err_t *err) {
     while ((r = db_step(q, err)) == DB_ROW) {
         size_t n;
         const char *doc = db_column_text(q, 0, &n);
-        json_t *cur = json_loadb(doc, n, 0, NULL);
+        json_t *cur = doc_parse(doc, n);
         if (cur) changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL);
         json_decref(cur);
     }
