@@ -3,14 +3,15 @@
  * Table layout of a bucket "products" with fields id (key), title, price:
  *
  *   CREATE TABLE "products" (
- *     _rowid INTEGER PRIMARY KEY,                   -- insertion order (max + 1)
- *     _doc   TEXT NOT NULL,                         -- the record as JSON (source of truth)
- *     "id"    TEXT    GENERATED ALWAYS AS (json_extract(_doc, '$.id')) VIRTUAL,
- *     "title" TEXT    GENERATED ALWAYS AS (json_extract(_doc, '$.title')) VIRTUAL,
- *     "price" REAL    GENERATED ALWAYS AS (json_extract(_doc, '$.price')) VIRTUAL,
- *     "_version" INTEGER GENERATED …, "_createdAt" INTEGER …, "_updatedAt" INTEGER …);
+ *     _rowid INTEGER PRIMARY KEY,  -- insertion order (max + 1)
+ *     _doc   TEXT NOT NULL,        -- the record as JSON (source of truth)
+ *     "id" TEXT, "title" TEXT, "price" REAL,
+ *     "_version" INTEGER, "_createdAt" INTEGER, "_updatedAt" INTEGER);
  *   CREATE UNIQUE INDEX "products__key" ON "products"("id");
  *
+ * The typed columns hold copies of the document's fields, written with it from the
+ * values shopd has in hand (table_layout_upgrade says why they are not generated
+ * columns);
  * plus one index per `indexes` entry and a unique index per `unique` field. Every write
  * runs inside BEGIN IMMEDIATE … COMMIT, collects its changes, and offers them to the
  * listeners after the commit. */
@@ -358,7 +359,21 @@ static void bucket_free(bucket_t *b) {
     free(b->sql_update);
     free(b->sql_delete);
     free(b->table);
+    free(b->cols);
     free(b);
+}
+
+/* The typed columns in table order: an undeclared key, the declared fields, metadata. */
+static const char **bucket_columns(const schema_t *s, size_t *n) {
+    const char **cols = xmalloc((s->field_count + 4) * sizeof *cols);
+    size_t k = 0;
+    if (!schema_field_get(s, s->key)) cols[k++] = s->key;
+    for (size_t i = 0; i < s->field_count; i++) cols[k++] = s->fields[i].name;
+    cols[k++] = "_version";
+    cols[k++] = "_createdAt";
+    cols[k++] = "_updatedAt";
+    *n = k;
+    return cols;
 }
 
 static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) {
@@ -377,9 +392,23 @@ static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) 
     b->sql_get = buf_take(&t, NULL);
     buf_printf(&t, "SELECT _rowid, _doc FROM %s WHERE %s = ?1", b->table, k.data);
     b->sql_get_row = buf_take(&t, NULL);
-    buf_printf(&t, "INSERT INTO %s(_doc) VALUES (?1)", b->table);
+    b->cols = bucket_columns(schema, &b->ncols);
+    buf_printf(&t, "INSERT INTO %s(_doc", b->table);
+    for (size_t i = 0; i < b->ncols; i++) {
+        buf_append_char(&t, ',');
+        db_quote_ident(&t, b->cols[i]);
+    }
+    buf_append_str(&t, ") VALUES (?1");
+    for (size_t i = 0; i < b->ncols; i++) buf_printf(&t, ",?%zu", i + 3);
+    buf_append_char(&t, ')');
     b->sql_insert = buf_take(&t, NULL);
-    buf_printf(&t, "UPDATE %s SET _doc = ?1 WHERE _rowid = ?2", b->table);
+    buf_printf(&t, "UPDATE %s SET _doc = ?1", b->table);
+    for (size_t i = 0; i < b->ncols; i++) {
+        buf_append_char(&t, ',');
+        db_quote_ident(&t, b->cols[i]);
+        buf_printf(&t, " = ?%zu", i + 3);
+    }
+    buf_append_str(&t, " WHERE _rowid = ?2");
     b->sql_update = buf_take(&t, NULL);
     buf_printf(&t, "DELETE FROM %s WHERE _rowid = ?1", b->table);
     b->sql_delete = buf_take(&t, NULL);
@@ -403,7 +432,13 @@ static const char *column_type(const schema_field_t *f) {
 
 static void column_def(buf_t *sql, const char *name, const char *type) {
     db_quote_ident(sql, name);
-    buf_printf(sql, "%s GENERATED ALWAYS AS (json_extract(_doc, '$.%s')) VIRTUAL", type, name);
+    buf_append_str(sql, type);
+}
+
+/* Appends the SQL expression that reads field `name` from a stored document: what the
+ * column holds, for filling columns from documents already stored. */
+static void column_from_doc(buf_t *sql, const char *name) {
+    buf_printf(sql, "json_extract(_doc, '$.%s')", name);
 }
 
 /* Appends CREATE INDEX statements for the key, unique fields and indexes. */
@@ -439,9 +474,10 @@ static void index_ddl(buf_t *sql, const char *name, const schema_t *s) {
     buf_cleanup(&t);
 }
 
-static void table_ddl(buf_t *sql, const char *name, const schema_t *s) {
+/* CREATE TABLE `table` with the layout of schema s (no indexes). */
+static void table_create_sql(buf_t *sql, const char *table, const schema_t *s) {
     buf_append_str(sql, "CREATE TABLE ");
-    db_quote_ident(sql, name);
+    db_quote_ident(sql, table);
     buf_append_str(sql, " (_rowid INTEGER PRIMARY KEY, _doc TEXT NOT NULL");
     const schema_field_t *kf = schema_field_get(s, s->key);
     if (!kf) {
@@ -459,6 +495,10 @@ static void table_ddl(buf_t *sql, const char *name, const schema_t *s) {
     buf_append_str(sql, ", ");
     column_def(sql, "_updatedAt", " INTEGER");
     buf_append_str(sql, ");");
+}
+
+static void table_ddl(buf_t *sql, const char *name, const schema_t *s) {
+    table_create_sql(sql, name, s);
     index_ddl(sql, name, s);
 }
 
@@ -492,8 +532,9 @@ static int drop_indexes(store_t *st, const char *name, err_t *err) {
     return rc;
 }
 
-/* Brings an existing table in line with a new schema: generated columns are dropped
- * and re-added as needed, indexes rebuilt. Records are kept as they are. */
+/* Brings an existing table in line with a new schema: columns are dropped and re-added
+ * (filled from the stored documents) as needed, indexes rebuilt. Records are kept as
+ * they are. */
 static int table_alter(store_t *st, const char *name, const schema_t *old, const schema_t *neu, err_t *err) {
     if (drop_indexes(st, name, err) < 0) return -1;
     buf_t sql;
@@ -523,6 +564,12 @@ static int table_alter(store_t *st, const char *name, const schema_t *old, const
         db_quote_ident(&sql, name);
         buf_append_str(&sql, " ADD COLUMN ");
         column_def(&sql, col, column_type(nf));
+        buf_append_str(&sql, ";UPDATE ");
+        db_quote_ident(&sql, name);
+        buf_append_str(&sql, " SET ");
+        db_quote_ident(&sql, col);
+        buf_append_str(&sql, " = ");
+        column_from_doc(&sql, col);
         buf_append_char(&sql, ';');
     }
     index_ddl(&sql, name, neu);
@@ -1078,7 +1125,31 @@ static void unique_error(store_t *st, bucket_t *b, const json_t *rec, err_t *err
     }
 }
 
-/* Writes the record with `sql` (?1 = the document, ?2 = rowid when given). The JSON
+/* Binds a field's value as its column holds it: what json_extract(_doc, '$.field')
+ * gives (booleans as 0/1, objects and arrays as JSON text); the column's type
+ * converts it as it would a generated value. Strings are borrowed from v. */
+static void column_bind(db_stmt_t *q, int at, const json_t *v) {
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_STRING: db_bind_text_borrowed(q, at, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: db_bind_int(q, at, json_integer_value(v)); break;
+    case JSON_REAL: db_bind_double(q, at, json_real_value(v)); break;
+    case JSON_TRUE: db_bind_int(q, at, 1); break;
+    case JSON_FALSE: db_bind_int(q, at, 0); break;
+    case JSON_OBJECT:
+    case JSON_ARRAY: {
+        buf_t t;
+        buf_init(&t, 0);
+        json_write(&t, v);
+        db_bind_text(q, at, t.data, t.len);
+        buf_cleanup(&t);
+        break;
+    }
+    case JSON_NULL: db_bind_null(q, at); break;
+    }
+}
+
+/* Writes the record with `sql` (?1 = the document, ?2 = rowid when given, ?3… the
+ * typed columns). The JSON
  * text is made once: appended to `out` when there is one (it is also the answer), or
  * to a scratch buffer; on failure nothing stays appended. */
 static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *rec, int64_t rowid, buf_t *out,
@@ -1092,6 +1163,7 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     json_write(doc, rec);
     db_bind_text_borrowed(q, 1, doc->data + mark, doc->len - mark);
     if (rowid) db_bind_int(q, 2, rowid);
+    for (size_t i = 0; i < b->ncols; i++) column_bind(q, (int)i + 3, json_object_get(rec, b->cols[i]));
     err_t e2 = ERR_INIT;
     db_step_t r = db_step(q, &e2);
     db_done(q); /* the borrowed text is released here, before the buffer changes */
@@ -1502,6 +1574,47 @@ int store_seed(store_t *st, const json_t *seed, err_t *err) {
 
 /* ---- open and close ---- */
 
+/* Stores made before 0.3 computed the typed columns as VIRTUAL generated columns,
+ * json_extract(_doc, '$.field'). SQLite evaluates every generated column of a table on
+ * each insert and update, reparsing the document: measured, a third of the cost of an
+ * insert (docs/internals/store.md). Such a table is rebuilt once, in one transaction,
+ * with plain columns filled from the documents; rowids (insertion order) are kept. */
+static int table_layout_upgrade(store_t *st, bucket_t *b, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db, "SELECT count(*) FROM pragma_table_xinfo(?1) WHERE hidden IN (2, 3)", err);
+    if (!q) return -1;
+    db_bind_text(q, 1, b->name, strlen(b->name));
+    int64_t generated = db_step(q, err) == DB_ROW ? db_column_int(q, 0) : -1;
+    db_done(q);
+    if (generated <= 0) return (int)generated;
+    static const char tmp[] = "_shopd_relayout"; /* no bucket name starts with '_' */
+    buf_t sql;
+    buf_init(&sql, 0);
+    table_create_sql(&sql, tmp, b->schema);
+    buf_append_str(&sql, "INSERT INTO ");
+    db_quote_ident(&sql, tmp);
+    buf_append_str(&sql, "(_rowid, _doc");
+    for (size_t i = 0; i < b->ncols; i++) {
+        buf_append_char(&sql, ',');
+        db_quote_ident(&sql, b->cols[i]);
+    }
+    buf_append_str(&sql, ") SELECT _rowid, _doc");
+    for (size_t i = 0; i < b->ncols; i++) {
+        buf_append_char(&sql, ',');
+        column_from_doc(&sql, b->cols[i]);
+    }
+    buf_printf(&sql, " FROM %s;DROP TABLE %s;ALTER TABLE ", b->table, b->table);
+    db_quote_ident(&sql, tmp);
+    buf_printf(&sql, " RENAME TO %s;", b->table);
+    index_ddl(&sql, b->name, b->schema);
+    int rc = db_begin(st->db, err);
+    if (rc == 0) rc = db_exec(st->db, sql.data, err);
+    if (rc == 0) rc = db_commit(st->db, err);
+    if (rc < 0) db_rollback(st->db);
+    else log_info("store.table_upgraded", "bucket=%s columns=%zu", b->name, b->ncols);
+    buf_cleanup(&sql);
+    return rc;
+}
+
 static int buckets_load(store_t *st, err_t *err) {
     db_stmt_t *q = db_prepare(st->db, "SELECT name, definition, position FROM _shopd_buckets ORDER BY position", err);
     if (!q) return -1;
@@ -1524,7 +1637,11 @@ static int buckets_load(store_t *st, err_t *err) {
         if (order >= st->next_order) st->next_order = order + 1;
     }
     db_done(q);
-    return r == DB_ERROR ? -1 : rc;
+    if (r == DB_ERROR) return -1;
+    size_t it = 0;
+    void *v;
+    while (rc == 0 && strmap_next(&st->buckets, &it, NULL, &v)) rc = table_layout_upgrade(st, v, err);
+    return rc;
 }
 
 store_t *store_open(const char *path, err_t *err) {
@@ -1545,6 +1662,10 @@ int store_migrate_path(const char *path, err_t *err) {
     if (!db) return -1;
     int n = db_migrate(db, migrations, MIGRATION_COUNT, err);
     db_close(db);
+    if (n < 0) return -1;
+    store_t *st = store_open(path, err); /* brings bucket tables to the current layout */
+    if (!st) return -1;
+    store_close(st);
     return n;
 }
 

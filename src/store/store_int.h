@@ -12,10 +12,12 @@ typedef struct {
     int64_t order; /* definition order, for store.buckets */
     char *sql_get;      /* SELECT _doc … WHERE key = ?1 */
     char *sql_get_row;  /* SELECT _rowid, _doc … WHERE key = ?1 */
-    char *sql_insert;   /* INSERT … (_doc) VALUES (?1) */
-    char *sql_update;   /* UPDATE … SET _doc = ?1 WHERE _rowid = ?2 */
+    char *sql_insert;   /* INSERT … (_doc, columns…) VALUES (?1, ?3…) */
+    char *sql_update;   /* UPDATE … SET _doc = ?1, columns… = ?3… WHERE _rowid = ?2 */
     char *sql_delete;   /* DELETE … WHERE _rowid = ?1 */
     char *table;        /* quoted table name */
+    const char **cols;  /* the typed columns (names owned by the schema), bound from ?3 on */
+    size_t ncols;
 } bucket_t;
 
 typedef struct {

@@ -231,11 +231,11 @@ export function startStore(config, opts = {}) {
 /* SQLite                                                                               */
 /* ---------------------------------------------------------------------------------- */
 
-/* Runs the sqlite3 CLI on a database (read-only) and resolves with stdout; rejects on a
- * non-zero exit. */
-export function sqlite(dbPath, sql, { json = false, timeout = 5000 } = {}) {
+/* Runs the sqlite3 CLI on a database (read-only unless `write`) and resolves with
+ * stdout; rejects on a non-zero exit. */
+export function sqlite(dbPath, sql, { json = false, timeout = 5000, write = false } = {}) {
   return new Promise((resolve, reject) => {
-    const args = ['-readonly', '-bail'];
+    const args = write ? ['-bail'] : ['-readonly', '-bail'];
     if (json) args.push('-json');
     args.push(dbPath, sql);
     const p = spawn('sqlite3', args, { stdio: ['ignore', 'pipe', 'pipe'] });

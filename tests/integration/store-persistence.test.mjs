@@ -367,6 +367,62 @@ describe('the SQLite file', () => {
   });
 });
 
+describe('a store made by shopd 0.2 (typed columns generated from _doc)', () => {
+  /* Rebuilds the products table the way 0.2 laid it out: every typed column
+   * GENERATED ALWAYS AS (json_extract(_doc, '$.<name>')) VIRTUAL, same indexes. */
+  async function toGeneratedLayout(db) {
+    const cols = (await sqliteJson(db, 'PRAGMA table_xinfo(products)')).filter((c) => !['_rowid', '_doc'].includes(c.name));
+    const indexes = (await sqliteJson(db, "SELECT sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'products' AND sql IS NOT NULL")).map((r) => r.sql);
+    const defs = cols.map((c) => `"${c.name}" ${c.type} GENERATED ALWAYS AS (json_extract(_doc, '$.${c.name}')) VIRTUAL`);
+    await sqlite(
+      db,
+      'BEGIN;' +
+        `CREATE TABLE old_products (_rowid INTEGER PRIMARY KEY, _doc TEXT NOT NULL, ${defs.join(', ')});` +
+        'INSERT INTO old_products (_rowid, _doc) SELECT _rowid, _doc FROM products;' +
+        'DROP TABLE products; ALTER TABLE old_products RENAME TO products;' +
+        indexes.map((x) => x + ';').join('') +
+        'COMMIT;',
+      { write: true },
+    );
+  }
+  const generatedCount = async (db) =>
+    (await sqliteJson(db, 'SELECT count(*) AS n FROM pragma_table_xinfo(\'products\') WHERE hidden IN (2, 3)'))[0].n;
+
+  test('is rebuilt with plain columns at start: records, order, indexes and filters as before', TT, async () => {
+    const dir = dataDir();
+    const db = path.join(dir, 'shopd.db');
+    let before;
+    await withServer(dir, CONFIG, async (srv, c) => {
+      await c.ok('store.delete', { bucket: 'products', key: SEED_PRODUCTS[1].id });
+      await c.ok('store.insert', { bucket: 'products', data: { id: 'z9', title: 'Zed', price: 2.5, category: 'misc' } });
+      before = await dump(c);
+    });
+    await toGeneratedLayout(db);
+    assert.ok((await generatedCount(db)) > 0, 'the old layout was not made');
+    await withServer(dir, CONFIG, async (srv, c) => {
+      assert.deepEqual(await dump(c), before);
+      const misc = await c.ok('store.where', { bucket: 'products', filter: { category: 'misc' } });
+      assert.deepEqual(misc.map((r) => r.id), ['z9']);
+      const added = await c.ok('store.insert', { bucket: 'products', data: { id: 'z10', title: 'After', price: 1, category: 'misc' } });
+      assert.equal(added.id, 'z10');
+      const all = await c.ok('store.all', { bucket: 'products' });
+      assert.deepEqual(all.map((r) => r.id), [...before.products.map((r) => r.id), 'z10']);
+      assertError(
+        await c.call('store.insert', { bucket: 'products', data: { id: 'z9', title: 'Dup', price: 1 } }),
+        'ALREADY_EXISTS',
+      );
+    });
+    assert.equal(await generatedCount(db), 0);
+    const rows = await sqliteJson(db, "SELECT id, title, price, typeof(price) AS t FROM products WHERE category = 'misc' ORDER BY _rowid");
+    assert.deepEqual(rows, [
+      { id: 'z9', title: 'Zed', price: 2.5, t: 'real' },
+      { id: 'z10', title: 'After', price: 1, t: 'real' },
+    ]);
+    const plan = await sqlite(db, 'EXPLAIN QUERY PLAN SELECT _doc FROM products WHERE id = ?');
+    assert.match(plan, /USING (COVERING )?INDEX \S+ \(id=\?\)/, plan);
+  });
+});
+
 describe('a fresh start with --data-dir on a new directory', () => {
   test('creates shopd.db there and starts with the seed', TT, async () => {
     const srv = await startStore(CONFIG);
