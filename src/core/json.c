@@ -2,6 +2,7 @@
 #include "core/json.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,19 @@ void json_write_string(buf_t *out, const char *s, size_t len) {
     buf_append_char(out, '"');
 }
 
+/* Decimal digits of v without printf: ids, versions and timestamps are in every answer. */
+static void write_int64(buf_t *out, int64_t v) {
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    buf_append(out, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 void json_write_double(buf_t *out, double d) {
     char tmp[40];
     if (!isfinite(d)) {
@@ -47,8 +61,7 @@ void json_write_double(buf_t *out, double d) {
      * use the exponent form, which every JSON parser reads back as a double (JavaScript
      * would write their digits out, which overflows 64-bit integer parsers). */
     if (d == trunc(d) && fabs(d) < 9007199254740992.0) {
-        snprintf(tmp, sizeof tmp, "%.0f", d);
-        buf_append_str(out, tmp);
+        write_int64(out, (int64_t)d);
         return;
     }
     for (int prec = 15; prec <= 17; prec++) {
@@ -100,12 +113,7 @@ void json_write(buf_t *out, const json_t *v) {
     case JSON_STRING:
         json_write_string(out, json_string_value(v), json_string_length(v));
         break;
-    case JSON_INTEGER: {
-        char tmp[24];
-        snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        buf_append_str(out, tmp);
-        break;
-    }
+    case JSON_INTEGER: write_int64(out, json_integer_value(v)); break;
     case JSON_REAL: json_write_double(out, json_real_value(v)); break;
     case JSON_TRUE: buf_append(out, "true", 4); break;
     case JSON_FALSE: buf_append(out, "false", 5); break;

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/json.h"
@@ -26,6 +27,12 @@ Test(json_write, numbers_print_like_javascript) {
     check(json_real(123456.789), "123456.789");
     check(json_real(0.1 + 0.2), "0.30000000000000004");
     check(json_integer(-9007199254740991), "-9007199254740991");
+    check(json_integer(0), "0");
+    check(json_integer(INT64_MAX), "9223372036854775807");
+    check(json_integer(INT64_MIN), "-9223372036854775808");
+    check(json_real(-42.0), "-42");
+    check(json_real(9007199254740991.0), "9007199254740991");
+    check(json_real(-9007199254740991.0), "-9007199254740991");
 }
 
 Test(json_write, strings_escape_only_what_json_requires) {
