@@ -57,10 +57,13 @@ static int parse_items(shop_ctx_t *c, const json_t *items, lines_t *ls) {
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it) {
-        char label[64], plabel[64], qlabel[64];
-        snprintf(label, sizeof label, "items[%zu]", i);
-        snprintf(plabel, sizeof plabel, "items[%zu].productId", i);
-        snprintf(qlabel, sizeof qlabel, "items[%zu].quantity", i);
+        /* The labels name the line in error messages: items[i], items[i].productId … */
+        char label[32], plabel[48], qlabel[48];
+        int n = snprintf(label, sizeof label, "items[%zu]", i);
+        memcpy(plabel, label, (size_t)n);
+        memcpy(plabel + n, ".productId", sizeof ".productId");
+        memcpy(qlabel, label, (size_t)n);
+        memcpy(qlabel + n, ".quantity", sizeof ".quantity");
         if (!json_is_object(it))
             return shop_invalid(c, label, "Missing or invalid \"%s\": expected object", label);
         const char *k;
@@ -143,7 +146,10 @@ int shop_proc_checkout(shop_ctx_t *c) {
     if (shop_in_currency(c, "walletCurrency", true, &cur) < 0) return -1;
     json_t *items = json_object_get(c->input, "items");
     bool from_cart = !items || json_is_null(items);
-    lines_t *ls = xcalloc(1, sizeof *ls);
+    /* Only the first n lines are ever read, so the 100-line array is not zeroed. */
+    lines_t *ls = xmalloc(sizeof *ls);
+    ls->n = 0;
+    ls->cart = ls->cart_ids = NULL;
     json_t *canonical = NULL, *wallet = NULL, *order_items = NULL;
     int rc = -1;
     if (!from_cart && parse_items(c, items, ls) < 0) goto out;
@@ -202,12 +208,14 @@ int shop_proc_checkout(shop_ctx_t *c) {
             order_total_too_large(c);
             goto out;
         }
-        json_t *item =
-            json_pack("{s:s, s:O, s:I, s:I, s:s, s:I}", "productId", l->product_id, "title",
-                      json_object_get(l->product, "title") ? json_object_get(l->product, "title")
-                                                           : json_null(),
-                      "quantity", (json_int_t)l->qty, "unitPriceMinor", (json_int_t)price,
-                      "currency", pcur, "lineTotalMinor", (json_int_t)line_total);
+        json_t *title = json_object_get(l->product, "title");
+        json_t *item = json_object();
+        shop_set_str(item, "productId", l->product_id);
+        json_object_set_nocheck(item, "title", title ? title : json_null());
+        shop_set_int(item, "quantity", l->qty);
+        shop_set_int(item, "unitPriceMinor", price);
+        shop_set_str(item, "currency", pcur);
+        shop_set_int(item, "lineTotalMinor", line_total);
         json_array_append_new(order_items, item);
         if (strcmp(pcur, cur) == 0) {
             charged = line_total;
@@ -217,9 +225,9 @@ int shop_proc_checkout(shop_ctx_t *c) {
             if (money_convert(line_total, pcur, cur, rate, &charged, c->err) < 0) goto out;
             char rtext[32];
             money_rate_format(rate, rtext);
-            json_object_set_new(item, "fxRate", json_string(rtext));
+            shop_set_str(item, "fxRate", rtext);
         }
-        json_object_set_new(item, "chargedMinor", json_integer(charged));
+        shop_set_int(item, "chargedMinor", charged);
         if (money_add(total, charged, &total) < 0) {
             order_total_too_large(c);
             goto out;
@@ -243,29 +251,41 @@ int shop_proc_checkout(shop_ctx_t *c) {
     schema_uuid(order_id);
     for (size_t i = 0; i < ls->n; i++) {
         line_t *l = &ls->v[i];
-        shop_tx_update(c, B_PRODUCTS, l->product_id,
-                       json_pack("{s:I}", "stock",
-                                 (json_int_t)(shop_int_field(l->product, "stock") - l->qty)));
+        json_t *patch = json_object();
+        shop_set_int(patch, "stock", shop_int_field(l->product, "stock") - l->qty);
+        shop_tx_update(c, B_PRODUCTS, l->product_id, patch);
     }
     shop_tx_wallet_set(c, wallet, wid, c->user_id, cur, balance - total);
-    shop_tx_ledger(c, wid, c->user_id, cur, -total, balance - total, "payment",
-                   json_pack("{s:s}", "orderId", order_id));
-    json_t *order = json_pack("{s:s, s:s, s:s, s:O, s:I, s:s, s:I, s:I}", "id", order_id, "userId",
-                              c->user_id, "status", "paid", "items", order_items, "totalMinor",
-                              (json_int_t)total, "currency", cur, "createdAt", (json_int_t)c->now,
-                              "updatedAt", (json_int_t)c->now);
+    json_t *ledger_extra = json_object();
+    shop_set_str(ledger_extra, "orderId", order_id);
+    shop_tx_ledger(c, wid, c->user_id, cur, -total, balance - total, "payment", ledger_extra);
+    json_t *order = json_object();
+    shop_set_str(order, "id", order_id);
+    shop_set_str(order, "userId", c->user_id);
+    shop_set_str(order, "status", "paid");
+    json_object_set_nocheck(order, "items", order_items);
+    shop_set_int(order, "totalMinor", total);
+    shop_set_str(order, "currency", cur);
+    shop_set_int(order, "createdAt", c->now);
+    shop_set_int(order, "updatedAt", c->now);
     shop_tx_insert(c, B_ORDERS, json_incref(order));
-    shop_tx_audit(c, "order_placed",
-                  json_pack("{s:s, s:I, s:s, s:I}", "orderId", order_id, "totalMinor",
-                            (json_int_t)total, "currency", cur, "lines", (json_int_t)ls->n));
+    json_t *details = json_object();
+    shop_set_str(details, "orderId", order_id);
+    shop_set_int(details, "totalMinor", total);
+    shop_set_str(details, "currency", cur);
+    shop_set_int(details, "lines", (int64_t)ls->n);
+    shop_tx_audit(c, "order_placed", details);
     if (from_cart) {
         size_t i;
         json_t *id;
         json_array_foreach(ls->cart_ids, i, id) shop_tx_delete(c, B_CARTS, json_string_value(id));
     }
-    shop_event(c, "order.placed",
-               json_pack("{s:s, s:s, s:I, s:s}", "orderId", order_id, "userId", c->user_id,
-                         "totalMinor", (json_int_t)total, "currency", cur));
+    json_t *ev = json_object();
+    shop_set_str(ev, "orderId", order_id);
+    shop_set_str(ev, "userId", c->user_id);
+    shop_set_int(ev, "totalMinor", total);
+    shop_set_str(ev, "currency", cur);
+    shop_event(c, "order.placed", ev);
     shop_result(c, order);
     log_info("shop.order_placed", "order=%s user=%s total=%lld currency=%s lines=%zu", order_id,
              c->user_id, (long long)total, cur, ls->n);

@@ -117,6 +117,8 @@ shop_t *shop_new(store_t *st, const shop_config_t *cfg, shop_emit_fn emit, void 
     s->st = st;
     s->emit = emit;
     s->emit_udata = emit_udata;
+    /* Fetched once: with EVP_sha256(), every EVP_Digest call looks the implementation up. */
+    s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     s->max_topup_minor =
         cfg && cfg->max_topup_minor > 0 ? cfg->max_topup_minor : SHOP_DEFAULT_MAX_TOPUP;
     if (s->max_topup_minor > MONEY_MAX_MINOR) s->max_topup_minor = MONEY_MAX_MINOR;
@@ -127,6 +129,8 @@ shop_t *shop_new(store_t *st, const shop_config_t *cfg, shop_emit_fn emit, void 
 }
 
 void shop_free(shop_t *s) {
+    if (!s) return;
+    EVP_MD_free(s->sha256);
     free(s);
 }
 
@@ -259,7 +263,24 @@ int shop_in_idem_key(shop_ctx_t *c, const char **out) {
                           out);
 }
 
+/* ---- building JSON ----
+ * The objects a procedure builds have a handful of constant ASCII member names, so
+ * they are set without json_pack's format parsing or a UTF-8 check of each name;
+ * values keep json_string's check. Members keep their order of insertion, which is
+ * the order of the answer and of the stored record. */
+
+void shop_set_str(json_t *o, const char *key, const char *value) {
+    json_object_set_new_nocheck(o, key, json_string(value));
+}
+
+void shop_set_int(json_t *o, const char *key, int64_t value) {
+    json_object_set_new_nocheck(o, key, json_integer((json_int_t)value));
+}
+
 /* ---- reads ---- */
+
+/* Store answers are read back with the nesting bound jansson's reader had. */
+#define READ_MAX_DEPTH 2048
 
 static int read_op(shop_ctx_t *c, const char *op, json_t *req, json_t **out) {
     buf_t b;
@@ -267,11 +288,11 @@ static int read_op(shop_ctx_t *c, const char *op, json_t *req, json_t **out) {
     int rc = store_execute(c->s->st, op, req, &b, c->err);
     json_decref(req);
     if (rc == 0) {
-        json_error_t jerr;
-        json_t *v =
-            json_loadb(b.data ? b.data : "null", b.data ? b.len : 4, JSON_DECODE_ANY, &jerr);
+        json_parse_status_t st = JSON_PARSE_OK;
+        json_t *v = json_parse(b.data ? b.data : "null", b.data ? b.len : 4, READ_MAX_DEPTH, &st);
         if (!v) {
-            log_error("shop.read_unparsable", "op=%s reason=%s", op, jerr.text);
+            log_error("shop.read_unparsable", "op=%s reason=%s", op,
+                      st == JSON_PARSE_TOO_DEEP ? "too_deep" : "syntax");
             err_set(c->err, ERR_INTERNAL, "Internal error");
             rc = -1;
         } else if (json_is_null(v)) {
@@ -286,72 +307,95 @@ static int read_op(shop_ctx_t *c, const char *op, json_t *req, json_t **out) {
 }
 
 int shop_get(shop_ctx_t *c, const char *bucket, const char *key, json_t **out) {
-    return read_op(c, "get", json_pack("{s:s, s:s}", "bucket", bucket, "key", key), out);
+    json_t *req = json_object();
+    shop_set_str(req, "bucket", bucket);
+    shop_set_str(req, "key", key);
+    return read_op(c, "get", req, out);
 }
 
 int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out) {
     json_t *arr = NULL;
-    if (read_op(c, "where", json_pack("{s:s, s:o}", "bucket", bucket, "filter", filter), &arr) < 0)
-        return -1;
+    json_t *req = json_object();
+    shop_set_str(req, "bucket", bucket);
+    json_object_set_new_nocheck(req, "filter", filter);
+    if (read_op(c, "where", req, &arr) < 0) return -1;
     *out = arr ? arr : json_array();
     return 0;
 }
 
 /* ---- the write batch ---- */
 
+/* {op, bucket[, key]} with `data` (taken, may be NULL) appended to the batch. */
+static void tx_op(shop_ctx_t *c, const char *op, const char *bucket, const char *key,
+                  json_t *data) {
+    json_t *o = json_object();
+    shop_set_str(o, "op", op);
+    shop_set_str(o, "bucket", bucket);
+    if (key) shop_set_str(o, "key", key);
+    if (data) json_object_set_new_nocheck(o, "data", data);
+    json_array_append_new(c->ops, o);
+}
+
 void shop_tx_insert(shop_ctx_t *c, const char *bucket, json_t *data) {
-    json_array_append_new(
-        c->ops, json_pack("{s:s, s:s, s:o}", "op", "insert", "bucket", bucket, "data", data));
+    tx_op(c, "insert", bucket, NULL, data);
 }
 
 void shop_tx_update(shop_ctx_t *c, const char *bucket, const char *key, json_t *data) {
-    json_array_append_new(c->ops, json_pack("{s:s, s:s, s:s, s:o}", "op", "update", "bucket",
-                                            bucket, "key", key, "data", data));
+    tx_op(c, "update", bucket, key, data);
 }
 
 void shop_tx_delete(shop_ctx_t *c, const char *bucket, const char *key) {
-    json_array_append_new(
-        c->ops, json_pack("{s:s, s:s, s:s}", "op", "delete", "bucket", bucket, "key", key));
+    tx_op(c, "delete", bucket, key, NULL);
 }
 
-static json_t *new_uuid(void) {
+static void set_new_uuid(json_t *o) {
     char id[37];
     schema_uuid(id);
-    return json_string(id);
+    json_object_set_new_nocheck(o, "id", json_stringn_nocheck(id, 36));
 }
 
 void shop_tx_audit(shop_ctx_t *c, const char *action, json_t *details) {
-    shop_tx_insert(c, B_AUDIT,
-                   json_pack("{s:o, s:s, s:s, s:o, s:I}", "id", new_uuid(), "action", action,
-                             "userId", c->user_id, "details", details ? details : json_object(),
-                             "timestamp", (json_int_t)c->now));
+    json_t *e = json_object();
+    set_new_uuid(e);
+    shop_set_str(e, "action", action);
+    shop_set_str(e, "userId", c->user_id);
+    json_object_set_new_nocheck(e, "details", details ? details : json_object());
+    shop_set_int(e, "timestamp", c->now);
+    shop_tx_insert(c, B_AUDIT, e);
 }
 
 void shop_tx_ledger(shop_ctx_t *c, const char *wallet_id, const char *user_id, const char *currency,
                     int64_t amount_minor, int64_t balance_after, const char *kind, json_t *extra) {
-    json_t *e =
-        json_pack("{s:o, s:s, s:s, s:s, s:I, s:I, s:s}", "id", new_uuid(), "walletId", wallet_id,
-                  "userId", user_id, "currency", currency, "amountMinor", (json_int_t)amount_minor,
-                  "balanceAfterMinor", (json_int_t)balance_after, "kind", kind);
+    json_t *e = json_object();
+    set_new_uuid(e);
+    shop_set_str(e, "walletId", wallet_id);
+    shop_set_str(e, "userId", user_id);
+    shop_set_str(e, "currency", currency);
+    shop_set_int(e, "amountMinor", amount_minor);
+    shop_set_int(e, "balanceAfterMinor", balance_after);
+    shop_set_str(e, "kind", kind);
     if (extra) json_object_update(e, extra);
     json_decref(extra);
-    json_object_set_new(e, "createdAt", json_integer(c->now));
+    shop_set_int(e, "createdAt", c->now);
     shop_tx_insert(c, B_LEDGER, e);
 }
 
 void shop_tx_wallet_set(shop_ctx_t *c, const json_t *wallet, const char *wallet_id,
                         const char *user_id, const char *currency, int64_t balance) {
-    if (wallet)
-        shop_tx_update(c, B_WALLETS, wallet_id,
-                       json_pack("{s:I}", "balanceMinor", (json_int_t)balance));
-    else
-        shop_tx_insert(c, B_WALLETS,
-                       json_pack("{s:s, s:s, s:s, s:I}", "id", wallet_id, "userId", user_id,
-                                 "currency", currency, "balanceMinor", (json_int_t)balance));
+    if (wallet) {
+        json_t *patch = json_object();
+        shop_set_int(patch, "balanceMinor", balance);
+        shop_tx_update(c, B_WALLETS, wallet_id, patch);
+    } else {
+        shop_tx_insert(c, B_WALLETS, shop_wallet_view(wallet_id, user_id, currency, balance));
+    }
 }
 
 void shop_event(shop_ctx_t *c, const char *topic, json_t *data) {
-    json_array_append_new(c->events, json_pack("{s:s, s:o}", "topic", topic, "data", data));
+    json_t *e = json_object();
+    shop_set_str(e, "topic", topic);
+    json_object_set_new_nocheck(e, "data", data);
+    json_array_append_new(c->events, e);
 }
 
 void shop_result(shop_ctx_t *c, json_t *result) {
@@ -362,13 +406,18 @@ void shop_result(shop_ctx_t *c, json_t *result) {
 
 /* ---- idempotency ---- */
 
-static void hash_hex(const char *text, size_t len, char out[72]) {
+static void hash_hex(const shop_t *s, const char *text, size_t len, char out[72]) {
+    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    if (!EVP_Digest(text, len, md, &n, EVP_sha256(), NULL)) n = 0;
+    if (!EVP_Digest(text, len, md, &n, s->sha256 ? s->sha256 : EVP_sha256(), NULL)) n = 0;
+    if (n > 32) n = 32;
     memcpy(out, "sha256:", 7);
-    for (unsigned int i = 0; i < n && i < 32; i++) snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
-    out[7 + 2 * (n < 32 ? n : 32)] = '\0';
+    for (unsigned int i = 0; i < n; i++) {
+        out[7 + 2 * i] = hex[md[i] >> 4];
+        out[8 + 2 * i] = hex[md[i] & 0x0F];
+    }
+    out[7 + 2 * n] = '\0';
 }
 
 int shop_idem_begin(shop_ctx_t *c, const char *key, const json_t *canonical) {
@@ -379,7 +428,7 @@ int shop_idem_begin(shop_ctx_t *c, const char *key, const json_t *canonical) {
     buf_init(&b, 0);
     buf_printf(&b, "%s\n%s", c->proc, text ? text : "null");
     free(text);
-    hash_hex(b.data, b.len, c->idem_hash);
+    hash_hex(c->s, b.data, b.len, c->idem_hash);
     buf_reset(&b);
     buf_printf(&b, "%s:%s:%s", c->user_id, c->proc, key);
     c->idem_id = buf_take(&b, NULL);
@@ -425,8 +474,12 @@ const char *shop_str_field(const json_t *rec, const char *field) {
 
 json_t *shop_wallet_view(const char *wallet_id, const char *user_id, const char *currency,
                          int64_t balance) {
-    return json_pack("{s:s, s:s, s:s, s:I}", "id", wallet_id, "userId", user_id, "currency",
-                     currency, "balanceMinor", (json_int_t)balance);
+    json_t *w = json_object();
+    shop_set_str(w, "id", wallet_id);
+    shop_set_str(w, "userId", user_id);
+    shop_set_str(w, "currency", currency);
+    shop_set_int(w, "balanceMinor", balance);
+    return w;
 }
 
 /* ---- the call ---- */
@@ -458,15 +511,21 @@ static int check_fields(shop_ctx_t *c, const proc_t *p) {
 /* Runs the queued writes (and the idempotency record) as one transaction. */
 static int commit(shop_ctx_t *c) {
     if (c->idem_id) {
-        shop_tx_insert(c, B_IDEM,
-                       json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", c->idem_id, "userId",
-                                 c->user_id, "procedure", c->proc, "inputHash", c->idem_hash,
-                                 "result", c->result ? c->result : "null", "createdAt",
-                                 (json_int_t)c->now));
+        json_t *rec = json_object();
+        shop_set_str(rec, "id", c->idem_id);
+        shop_set_str(rec, "userId", c->user_id);
+        shop_set_str(rec, "procedure", c->proc);
+        shop_set_str(rec, "inputHash", c->idem_hash);
+        shop_set_str(rec, "result", c->result ? c->result : "null");
+        shop_set_int(rec, "createdAt", c->now);
+        shop_tx_insert(c, B_IDEM, rec);
     }
     if (json_array_size(c->ops) == 0) return 0;
+    /* The store answers with every record it wrote; the shop does not need that text,
+     * but room for a typical answer up front saves growing the buffer step by step. */
     buf_t scratch;
     buf_init(&scratch, 0);
+    buf_reserve(&scratch, 4096);
     int rc = store_transaction(c->s->st, c->ops, &scratch, c->err);
     buf_cleanup(&scratch);
     if (rc < 0)

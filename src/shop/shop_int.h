@@ -17,6 +17,7 @@
 #ifndef SHOPD_SHOP_SHOP_INT_H
 #define SHOPD_SHOP_SHOP_INT_H
 
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,6 +52,7 @@ struct shop {
     int64_t max_transfer_minor;
     shop_emit_fn emit;
     void *emit_udata;
+    EVP_MD *sha256; /* for idempotency input hashes; NULL: EVP_sha256() */
 };
 
 /* One procedure call. */
@@ -105,6 +107,13 @@ int shop_invalid(shop_ctx_t *c, const char *field, const char *fmt, ...)
 int shop_conflict(shop_ctx_t *c, const char *reason, json_t *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int shop_not_found(shop_ctx_t *c, const char *what, const char *id);
+
+/* ---- building JSON ---- */
+
+/* Sets o[key] to a string (NULL value: nothing is set) or an integer. `key` is a
+ * constant ASCII name; members keep their order of insertion. */
+void shop_set_str(json_t *o, const char *key, const char *value);
+void shop_set_int(json_t *o, const char *key, int64_t value);
 
 /* ---- store reads (outside the transaction; nothing can interleave) ---- */
 

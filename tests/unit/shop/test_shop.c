@@ -472,6 +472,87 @@ Test(shop, a_failed_call_does_not_burn_its_idempotency_key) {
     json_decref(order);
 }
 
+/* The stored hash is "sha256:" and the hex SHA-256 of "<procedure>\n<canonical input with
+ * sorted members>": records written by earlier versions must keep matching. */
+Test(shop, the_idempotency_record_holds_the_input_hash_and_the_answer) {
+    json_t *order = ok("user-alice", "checkout",
+                       "{\"walletCurrency\":\"USD\",\"idempotencyKey\":\"h-1\","
+                       "\"items\":[{\"productId\":\"prod-1\",\"quantity\":1}]}");
+    json_t *rec = get("idempotency", "user-alice:checkout:h-1");
+    cr_assert(json_is_object(rec));
+    cr_expect_str_eq(str(rec, "inputHash"),
+                     "sha256:144752636bd628004c87242070e725440b394141f3ce049b919c8b32f9037d15");
+    json_t *stored = json_loads(str(rec, "result"), 0, NULL);
+    cr_expect(json_equal(stored, order));
+    json_decref(stored);
+    json_decref(rec);
+    json_decref(order);
+
+    json_decref(ok("user-alice", "topUpWallet",
+                   "{\"currency\":\"USD\",\"amountMinor\":1000,\"idempotencyKey\":\"h-2\"}"));
+    rec = get("idempotency", "user-alice:topUpWallet:h-2");
+    cr_expect_str_eq(str(rec, "inputHash"),
+                     "sha256:772abd915873e63d22e0691c3851d31da97ffe2bdd8eb0d898a6138409c769ac");
+    json_decref(rec);
+}
+
+/* Expects the first members of `o`, in this order. */
+static void expect_members(const json_t *o, const char *const *names) {
+    void *it = json_object_iter((json_t *)o);
+    for (size_t i = 0; names[i]; i++, it = json_object_iter_next((json_t *)o, it)) {
+        cr_assert_not_null(it, "member %zu missing (expected %s)", i, names[i]);
+        cr_expect_str_eq(json_object_iter_key(it), names[i], "member %zu", i);
+    }
+}
+
+/* Clients compare answers textually at times: the order's members come in a fixed order. */
+Test(shop, checkout_answers_and_stores_members_in_a_fixed_order) {
+    json_t *order = ok("user-alice", "checkout",
+                       "{\"walletCurrency\":\"USD\",\"items\":[{\"productId\":\"prod-4\","
+                       "\"quantity\":1},{\"productId\":\"prod-1\",\"quantity\":1}]}");
+    static const char *const order_members[] = {"id",        "userId",     "status",
+                                                "items",     "totalMinor", "currency",
+                                                "createdAt", "updatedAt",  NULL};
+    static const char *const fx_item[] = {"productId",      "title",        "quantity",
+                                          "unitPriceMinor", "currency",     "lineTotalMinor",
+                                          "fxRate",         "chargedMinor", NULL};
+    static const char *const item[] = {"productId",      "title",    "quantity",
+                                       "unitPriceMinor", "currency", "lineTotalMinor",
+                                       "chargedMinor",   NULL};
+    expect_members(order, order_members);
+    cr_expect_eq(json_object_size(order), 8);
+    json_t *items = json_object_get(order, "items");
+    expect_members(json_array_get(items, 0), fx_item);
+    expect_members(json_array_get(items, 1), item);
+    cr_expect_eq(json_object_size(json_array_get(items, 1)), 7);
+
+    json_t *stored = get("orders", str(order, "id"));
+    expect_members(stored, order_members);
+    json_decref(stored);
+    json_t *entries =
+        store_json("where", "{\"bucket\":\"ledger\",\"filter\":{\"kind\":\"payment\"}}");
+    static const char *const ledger_members[] = {
+        "id",   "walletId", "userId",    "currency", "amountMinor", "balanceAfterMinor",
+        "kind", "orderId",  "createdAt", NULL};
+    cr_assert_eq(json_array_size(entries), 1);
+    expect_members(json_array_get(entries, 0), ledger_members);
+    json_decref(entries);
+    json_t *audit = store_json("where", "{\"bucket\":\"audit-logs\",\"filter\":{\"action\":"
+                                        "\"order_placed\"}}");
+    static const char *const audit_members[] = {"id",      "action",    "userId",
+                                                "details", "timestamp", NULL};
+    static const char *const details_members[] = {"orderId", "totalMinor", "currency", "lines",
+                                                  NULL};
+    cr_assert_eq(json_array_size(audit), 1);
+    expect_members(json_array_get(audit, 0), audit_members);
+    expect_members(json_object_get(json_array_get(audit, 0), "details"), details_members);
+    json_decref(audit);
+    static const char *const event_members[] = {"orderId", "userId", "totalMinor", "currency",
+                                                NULL};
+    expect_members(event(0, "order.placed"), event_members);
+    json_decref(order);
+}
+
 /* ---- cancel, ship, deliver ---- */
 
 Test(shop, cancelling_restores_stock_and_refunds_the_wallet) {
