@@ -248,7 +248,7 @@ int shop_proc_checkout(shop_ctx_t *c) {
     }
 
     char order_id[37];
-    schema_uuid(order_id);
+    schema_uuid7(order_id);
     for (size_t i = 0; i < ls->n; i++) {
         line_t *l = &ls->v[i];
         json_t *patch = json_object();

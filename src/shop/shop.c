@@ -350,7 +350,7 @@ void shop_tx_delete(shop_ctx_t *c, const char *bucket, const char *key) {
 
 static void set_new_uuid(json_t *o) {
     char id[37];
-    schema_uuid(id);
+    schema_uuid7(id);
     json_object_set_new_nocheck(o, "id", json_stringn_nocheck(id, 36));
 }
 

@@ -97,7 +97,7 @@ int shop_proc_transfer(shop_ctx_t *c) {
     }
     int64_t from_after = from_balance - amount;
     char transfer_id[37];
-    schema_uuid(transfer_id);
+    schema_uuid7(transfer_id);
     shop_tx_wallet_set(c, from_wallet, from_id, c->user_id, cur, from_after);
     shop_tx_wallet_set(c, to_wallet, to_id, to, cur, to_after);
     shop_tx_ledger(c, from_id, c->user_id, cur, -amount, from_after, "transfer_out",

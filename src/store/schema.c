@@ -421,12 +421,8 @@ static void random_fill(void *p, size_t n) {
     }
 }
 
-void schema_uuid(char out[37]) {
+static void uuid_text(const unsigned char b[16], char out[37]) {
     static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    random_fill(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
     size_t o = 0;
     for (size_t i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
@@ -434,6 +430,24 @@ void schema_uuid(char out[37]) {
         out[o++] = hex[b[i] & 0x0F];
     }
     out[o] = '\0';
+}
+
+void schema_uuid(char out[37]) {
+    unsigned char b[16];
+    random_fill(b, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    uuid_text(b, out);
+}
+
+void schema_uuid7(char out[37]) {
+    unsigned char b[16];
+    random_fill(b + 6, sizeof b - 6);
+    uint64_t ms = (uint64_t)clock_now_ms();
+    for (int i = 5; i >= 0; i--, ms >>= 8) b[i] = (unsigned char)(ms & 0xFF);
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x70); /* version 7 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* RFC 9562 variant */
+    uuid_text(b, out);
 }
 
 /* Writes the low `width` base-36 digits of v, zero-padded. */

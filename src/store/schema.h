@@ -103,6 +103,10 @@ schema_t *schema_extend(const schema_t *s, const json_t *updates, err_t *err);
 
 /* Makes a random RFC 4122 version 4 UUID (36 chars + NUL). */
 void schema_uuid(char out[37]);
+/* A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds, then 74
+ * random bits. Ids made later sort later, so rows keyed or indexed by them are
+ * appended to the B-tree instead of scattered over it. */
+void schema_uuid7(char out[37]);
 /* Makes a collision-resistant id in the cuid form (starts with 'c', 25 chars + NUL). */
 void schema_cuid(char out[26]);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/json.h"
@@ -1262,6 +1263,31 @@ Test(schema_generated, uuids_are_random_version_4) {
     json_decref(a);
     json_decref(b);
     schema_free(s);
+}
+
+Test(schema_generated, uuid7s_carry_the_time_and_sort_by_it) {
+    char a[37], b[37];
+    int64_t before = clock_now_ms();
+    schema_uuid7(a);
+    cr_assert_eq(strlen(a), 36);
+    cr_assert_eq(a[14], '7', "version 7: %s", a);
+    cr_assert(strchr("89ab", a[19]), "RFC 9562 variant: %s", a);
+    /* The first 48 bits are the Unix time in milliseconds. */
+    char hexms[13];
+    memcpy(hexms, a, 8);
+    memcpy(hexms + 8, a + 9, 4);
+    hexms[12] = '\0';
+    int64_t ms = (int64_t)strtoll(hexms, NULL, 16);
+    cr_assert(ms >= before && ms <= clock_now_ms(), "time %lld not in [%lld, now]", (long long)ms,
+              (long long)before);
+    struct timespec pause = {0, 2 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    schema_uuid7(b);
+    cr_assert(strcmp(a, b) < 0, "%s made later sorts before %s", b, a);
+    for (int i = 0; i < 1000; i++) {
+        schema_uuid7(b);
+        cr_assert_str_neq(a, b);
+    }
 }
 
 static int cmp_str(const void *a, const void *b) {
