@@ -662,9 +662,7 @@ size_t schema_validate(const schema_t *s, const json_t *record, json_t *violatio
                 violation_add(out, f->name, "required", "Field \"%s\" is required", f->name);
             continue;
         }
-        char subject[96];
-        snprintf(subject, sizeof subject, "Field \"%s\"", f->name);
-        field_check(f, v, subject, out);
+        field_check(f, v, f->subject, out);
     }
 done:;
     size_t added = json_array_size(out) - before;
@@ -676,6 +674,7 @@ done:;
 
 static void field_cleanup(schema_field_t *f) {
     free(f->name);
+    free(f->subject);
     json_decref(f->default_value);
     json_decref(f->enum_values);
     free(f->pattern);
@@ -1158,6 +1157,9 @@ schema_t *schema_compile(const char *bucket, const json_t *definition, err_t *er
             }
             schema_field_t *f = &s->fields[s->field_count++];
             f->name = xstrdup(k);
+            size_t n = strlen("Field \"\"") + klen + 1;
+            f->subject = xmalloc(n);
+            snprintf(f->subject, n, "Field \"%s\"", k);
             field_parse(f, v, violations);
         }
     }

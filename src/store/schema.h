@@ -35,6 +35,7 @@ typedef enum { FORMAT_NONE, FORMAT_EMAIL, FORMAT_URL, FORMAT_ISO_DATE } field_fo
 
 typedef struct schema_field {
     char *name;
+    char *subject; /* "Field \"<name>\"", the start of its violation messages */
     field_type_t type;
     bool required;
     json_t *default_value; /* NULL when none */
