@@ -359,8 +359,28 @@ static void bucket_free(bucket_t *b) {
     free(b->sql_update);
     free(b->sql_delete);
     free(b->table);
+    free(b->sql_update_unindexed);
     free(b->cols);
+    free(b->indexed);
     free(b);
+}
+
+/* The columns some index covers (index_ddl makes the indexes): key, unique, indexes. */
+static const char **bucket_indexed(const schema_t *s, size_t *n) {
+    const char **v = xmalloc((s->field_count + s->index_count + 1) * sizeof *v);
+    size_t k = 0;
+    v[k++] = s->key;
+    for (size_t i = 0; i < s->field_count; i++)
+        if (s->fields[i].unique && strcmp(s->fields[i].name, s->key) != 0) v[k++] = s->fields[i].name;
+    for (size_t i = 0; i < s->index_count; i++) v[k++] = s->indexes[i];
+    *n = k;
+    return v;
+}
+
+static bool in_names(const char *name, const char *const *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0) return true;
+    return false;
 }
 
 /* The typed columns in table order: an undeclared key, the declared fields, metadata. */
@@ -402,14 +422,21 @@ static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) 
     for (size_t i = 0; i < b->ncols; i++) buf_printf(&t, ",?%zu", i + 3);
     buf_append_char(&t, ')');
     b->sql_insert = buf_take(&t, NULL);
-    buf_printf(&t, "UPDATE %s SET _doc = ?1", b->table);
-    for (size_t i = 0; i < b->ncols; i++) {
-        buf_append_char(&t, ',');
-        db_quote_ident(&t, b->cols[i]);
-        buf_printf(&t, " = ?%zu", i + 3);
+    /* SQLite rewrites the entries of every index whose column an UPDATE sets, even to
+     * the same value; most updates (stock, balance, status) leave indexed fields as
+     * they were and use the statement that does not set them. */
+    b->indexed = bucket_indexed(schema, &b->nindexed);
+    for (int all = 1; all >= 0; all--) {
+        buf_printf(&t, "UPDATE %s SET _doc = ?1", b->table);
+        for (size_t i = 0; i < b->ncols; i++) {
+            if (!all && in_names(b->cols[i], b->indexed, b->nindexed)) continue;
+            buf_append_char(&t, ',');
+            db_quote_ident(&t, b->cols[i]);
+            buf_printf(&t, " = ?%zu", i + 3);
+        }
+        buf_append_str(&t, " WHERE _rowid = ?2");
+        *(all ? &b->sql_update : &b->sql_update_unindexed) = buf_take(&t, NULL);
     }
-    buf_append_str(&t, " WHERE _rowid = ?2");
-    b->sql_update = buf_take(&t, NULL);
     buf_printf(&t, "DELETE FROM %s WHERE _rowid = ?1", b->table);
     b->sql_delete = buf_take(&t, NULL);
     buf_cleanup(&k);
@@ -1274,7 +1301,15 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     json_object_del(rec, "_createdAt");
     json_object_del(rec, "_updatedAt");
     meta_stamp(rec, version, created, now);
-    int rc = write_doc(st, b, b->sql_update, rec, rowid, out, err);
+    const char *sql = b->sql_update_unindexed;
+    for (size_t i = 0; i < b->nindexed; i++) {
+        const json_t *was = json_object_get(cur, b->indexed[i]), *now_v = json_object_get(rec, b->indexed[i]);
+        if (was != now_v && (!was || !now_v || !json_equal((json_t *)was, (json_t *)now_v))) {
+            sql = b->sql_update;
+            break;
+        }
+    }
+    int rc = write_doc(st, b, sql, rec, rowid, out, err);
     if (rc == 0) changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec);
     json_decref(cur);
     json_decref(rec);

@@ -14,10 +14,13 @@ typedef struct {
     char *sql_get_row;  /* SELECT _rowid, _doc … WHERE key = ?1 */
     char *sql_insert;   /* INSERT … (_doc, columns…) VALUES (?1, ?3…) */
     char *sql_update;   /* UPDATE … SET _doc = ?1, columns… = ?3… WHERE _rowid = ?2 */
+    char *sql_update_unindexed; /* the same without the indexed columns (they keep their values) */
     char *sql_delete;   /* DELETE … WHERE _rowid = ?1 */
     char *table;        /* quoted table name */
     const char **cols;  /* the typed columns (names owned by the schema), bound from ?3 on */
     size_t ncols;
+    const char **indexed; /* the columns an index covers: the key, unique fields, indexes */
+    size_t nindexed;
 } bucket_t;
 
 typedef struct {

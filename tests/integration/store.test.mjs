@@ -374,6 +374,30 @@ describe('store.get / store.update / store.delete', () => {
     assert.equal((await c.ok('store.get', { bucket: 'users', key: 'uu2' })).email, 'uu2@example.com');
   });
 
+  test('updates keep the unique and field indexes true, whether or not they change an indexed field', T, async () => {
+    await c.ok('store.insert', { bucket: 'users', data: { id: 'ix1', email: 'ix1@example.com', nick: 'ix-one' } });
+    // An update that leaves every indexed field as it was.
+    await c.ok('store.update', { bucket: 'users', key: 'ix1', data: { name: 'Ix' } });
+    const byEmail = async (email) => (await c.ok('store.where', { bucket: 'users', filter: { email } })).map((r) => r.id);
+    assert.deepEqual(await byEmail('ix1@example.com'), ['ix1']);
+    // One that changes a unique field: the old value is free again, the new one taken.
+    await c.ok('store.update', { bucket: 'users', key: 'ix1', data: { email: 'ix1b@example.com' } });
+    assert.deepEqual(await byEmail('ix1@example.com'), []);
+    assert.deepEqual(await byEmail('ix1b@example.com'), ['ix1']);
+    await c.ok('store.insert', { bucket: 'users', data: { id: 'ix2', email: 'ix1@example.com' } });
+    assertError(await c.err('store.insert', { bucket: 'users', data: { id: 'ix3', email: 'ix1b@example.com' } }), 'ALREADY_EXISTS');
+    // The same value written again (an update that sets it unchanged) is no conflict.
+    await c.ok('store.update', { bucket: 'users', key: 'ix1', data: { email: 'ix1b@example.com', nick: 'ix-one' } });
+    assert.deepEqual(await byEmail('ix1b@example.com'), ['ix1']);
+    // A field index (products.category) follows a change too.
+    await c.ok('store.insert', { bucket: 'products', data: { id: 'ixp', title: 'I', price: 1, category: 'ix-a' } });
+    await c.ok('store.update', { bucket: 'products', key: 'ixp', data: { price: 2 } });
+    await c.ok('store.update', { bucket: 'products', key: 'ixp', data: { category: 'ix-b' } });
+    const inCat = async (category) => (await c.ok('store.where', { bucket: 'products', filter: { category } })).map((r) => r.id);
+    assert.deepEqual(await inCat('ix-a'), []);
+    assert.deepEqual(await inCat('ix-b'), ['ixp']);
+  });
+
   test('delete → {"deleted":true} whether or not the record existed', T, async () => {
     await c.ok('store.insert', { bucket: 'products', data: { id: 'd1', title: 'D', price: 1 } });
     assert.deepEqual(await c.ok('store.delete', { bucket: 'products', key: 'd1' }), { deleted: true });
