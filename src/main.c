@@ -150,13 +150,16 @@ static metrics_extra_t subs_metrics[] = {
     {"shopd_store_operations_total{kind=\"write\"}", "Store operations by kind.", "counter", NULL, NULL},
     {"shopd_store_transactions_total", "Store transactions committed.", "counter", NULL, NULL},
     {"shopd_store_conflicts_total", "Writes refused because the record had moved on (expectedVersion).", "counter", NULL, NULL},
+    {"shopd_store_cache_total{result=\"hit\"}", "store.get answered from the record cache, or not.", "counter", NULL, NULL},
+    {"shopd_store_cache_total{result=\"miss\"}", "store.get answered from the record cache, or not.", "counter", NULL, NULL},
 };
 
 static void metrics_wire(const subs_t *subs, const store_t *st) {
     const subs_counters_t *c = subs_counters(subs);
     const store_counters_t *sc = store_counters(st);
     const uint64_t *values[] = {&c->evaluations, &c->pushes, &c->shared_hits, &c->unchanged, &c->groups,
-                                &c->subscriptions, &sc->reads, &sc->writes, &sc->transactions, &sc->conflicts};
+                                &c->subscriptions, &sc->reads, &sc->writes, &sc->transactions, &sc->conflicts,
+                                &sc->cache_hits, &sc->cache_misses};
     for (size_t i = 0; i < sizeof subs_metrics / sizeof *subs_metrics; i++) {
         subs_metrics[i].value = values[i];
         metrics_register(&subs_metrics[i]);

@@ -143,8 +143,117 @@ static void key_bind(db_stmt_t *q, int at, const json_t *key) {
 
 /* ---- change sets ---- */
 
-static void changes_add(store_t *st, const bucket_t *b, change_kind_t kind, json_t *key, json_t *before,
+static void bucket_free(bucket_t *b);
+
+/* ---- the record cache ----
+ *
+ * store.get answers a record's stored JSON text as it is. The text of records read
+ * lately is kept per bucket, so a repeated get of a hot record (a product page, a
+ * subscribed `get` query) needs no SQLite statement: a third of a get's server time.
+ * Every write forgets the keys it changes as it makes the change (changes_add), so the
+ * cache never holds a version older than the database's. It is filled only by gets
+ * outside a write, never from a transaction's own uncommitted reads, and emptied when a
+ * group commit fails (the batch's writes are undone). Gets restricted to the caller's
+ * own records (an `owner` policy) read the database. Bounded: at most
+ * STORE_CACHE_MAX_ENTRIES records and STORE_CACHE_MAX_BYTES of text, none larger than
+ * STORE_CACHE_MAX_DOC; when full it is emptied and fills again with what is read. shopd must be the database's only writer
+ * while it runs (docs/internals/store.md). */
+
+#define STORE_CACHE_MAX_ENTRIES 10000
+#define STORE_CACHE_MAX_BYTES (16u << 20)
+#define STORE_CACHE_MAX_DOC 16384
+#define STORE_CACHE_MAX_KEY 256
+
+typedef struct {
+    size_t len;
+    char doc[];
+} cached_doc_t;
+
+/* The cache key of a record key: 's' and the string, or 'n' and the number in the form
+ * SQLite compares it. False for keys that are not cached (long, or with a NUL). */
+static bool cache_key(const json_t *key, char out[STORE_CACHE_MAX_KEY]) {
+    if (json_is_string(key)) {
+        size_t n = json_string_length(key);
+        const char *v = json_string_value(key);
+        if (n + 2 > STORE_CACHE_MAX_KEY || memchr(v, '\0', n)) return false;
+        out[0] = 's';
+        memcpy(out + 1, v, n);
+        out[n + 1] = '\0';
+        return true;
+    }
+    if (json_is_integer(key)) {
+        snprintf(out, STORE_CACHE_MAX_KEY, "n%lld", (long long)json_integer_value(key));
+        return true;
+    }
+    if (json_is_real(key)) {
+        double d = json_real_value(key); /* bound as an integer when whole (filter_bind) */
+        if (d == trunc(d) && fabs(d) < 9007199254740992.0) snprintf(out, STORE_CACHE_MAX_KEY, "n%lld", (long long)d);
+        else snprintf(out, STORE_CACHE_MAX_KEY, "n%.17g", d);
+        return true;
+    }
+    return false;
+}
+
+/* Frees a bucket's cached records; returns the bytes they held. */
+static size_t cache_free_entries(bucket_t *b) {
+    size_t it = 0, bytes = 0;
+    void *v;
+    while (strmap_next(&b->cache, &it, NULL, &v)) {
+        bytes += ((cached_doc_t *)v)->len;
+        free(v);
+    }
+    strmap_cleanup(&b->cache);
+    strmap_init(&b->cache);
+    return bytes;
+}
+
+static void cache_clear(store_t *st) {
+    size_t it = 0;
+    void *v;
+    while (strmap_next(&st->buckets, &it, NULL, &v)) cache_free_entries(v);
+    st->cache_entries = 0;
+    st->cache_bytes = 0;
+}
+
+static void cache_forget(store_t *st, bucket_t *b, const json_t *key) {
+    char k[STORE_CACHE_MAX_KEY];
+    if (!b->cache.count || !cache_key(key, k)) return;
+    cached_doc_t *d = strmap_del(&b->cache, k);
+    if (d) {
+        st->cache_entries--;
+        st->cache_bytes -= d->len;
+        free(d);
+    }
+}
+
+static void cache_keep(store_t *st, bucket_t *b, const char *k, const char *doc, size_t n) {
+    if (n > STORE_CACHE_MAX_DOC) return;
+    if (st->cache_entries >= STORE_CACHE_MAX_ENTRIES || st->cache_bytes + n > STORE_CACHE_MAX_BYTES)
+        cache_clear(st);
+    cached_doc_t *d = xmalloc(sizeof *d + n);
+    d->len = n;
+    memcpy(d->doc, doc, n);
+    cached_doc_t *old = strmap_put(&b->cache, k, d);
+    if (old) {
+        st->cache_bytes -= old->len;
+        free(old);
+    } else {
+        st->cache_entries++;
+    }
+    st->cache_bytes += n;
+}
+
+/* A bucket leaving the registry (dropped or redefined) takes its cache with it. */
+static void bucket_retire(store_t *st, bucket_t *b) {
+    if (!b) return;
+    st->cache_entries -= b->cache.count;
+    st->cache_bytes -= cache_free_entries(b);
+    bucket_free(b);
+}
+
+static void changes_add(store_t *st, bucket_t *b, change_kind_t kind, json_t *key, json_t *before,
                         json_t *after) {
+    cache_forget(st, b, key);
     changes_t *c = &st->changes;
     if (c->count == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 8;
@@ -231,6 +340,7 @@ static void changes_free_items(changes_t *c) {
 
 static int tx_begin(store_t *st, err_t *err) {
     changes_reset(st);
+    st->tx_active = true; /* until tx_commit or tx_abort */
     if (!st->group_commit) return db_begin(st->db, err);
     if (!st->batch_open) {
         if (db_begin(st->db, err) < 0) return -1;
@@ -240,12 +350,14 @@ static int tx_begin(store_t *st, err_t *err) {
 }
 
 static void tx_abort(store_t *st) {
+    st->tx_active = false;
     if (st->group_commit && st->batch_open) db_rollback_to(st->db);
     else db_rollback(st->db);
     changes_reset(st);
 }
 
 static int tx_commit(store_t *st, err_t *err) {
+    st->tx_active = false;
     st->counters.writes++;
     if (!st->group_commit) {
         if (db_commit(st->db, err) < 0) {
@@ -302,7 +414,10 @@ int store_batch_commit(store_t *st, err_t *err) {
     st->bounds = NULL;
     st->bound_count = st->bound_cap = 0;
     int rc = db_commit(st->db, err);
-    if (rc < 0) db_rollback(st->db);
+    if (rc < 0) {
+        db_rollback(st->db);
+        cache_clear(st); /* it may hold records the batch wrote */
+    }
     if (st->on_commit) st->on_commit(st->on_commit_udata, rc, err);
     if (rc == 0) {
         /* One change set per write, in commit order. Listeners may write again, which
@@ -351,6 +466,7 @@ const schema_t *store_bucket_get(const store_t *st, const char *name) {
 
 static void bucket_free(bucket_t *b) {
     if (!b) return;
+    cache_free_entries(b);
     schema_free(b->schema);
     free(b->name);
     free(b->sql_get);
@@ -398,6 +514,7 @@ static const char **bucket_columns(const schema_t *s, size_t *n) {
 
 static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) {
     bucket_t *b = xcalloc(1, sizeof *b);
+    strmap_init(&b->cache);
     b->name = xstrdup(name);
     b->schema = schema;
     b->order = order;
@@ -669,7 +786,7 @@ int store_define_bucket(store_t *st, const char *name, const json_t *definition,
         return -1;
     }
     bucket_t *b = bucket_make(name, s, order);
-    bucket_free(strmap_put(&st->buckets, name, b));
+    bucket_retire(st, strmap_put(&st->buckets, name, b));
     st->def_version++;
     log_info("store.bucket_defined", "bucket=%s replaced=%s", name, old ? "yes" : "no");
     return 0;
@@ -700,7 +817,7 @@ int store_drop_bucket(store_t *st, const char *name, err_t *err) {
         ddl_abort(st);
         return -1;
     }
-    bucket_free(strmap_del(&st->buckets, name));
+    bucket_retire(st, strmap_del(&st->buckets, name));
     st->def_version++;
     log_info("store.bucket_dropped", "bucket=%s", name);
     return 0;
@@ -948,6 +1065,17 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
     if (strcmp(op, "get") == 0) {
         const json_t *key = json_object_get(r, "key");
         if (key_check(b, key, err) < 0) return -1;
+        char ck[STORE_CACHE_MAX_KEY];
+        bool cacheable = !st->tx_active && !(owner && owner->field) && cache_key(key, ck);
+        if (cacheable) {
+            const cached_doc_t *d = strmap_get(&b->cache, ck);
+            if (d) {
+                st->counters.cache_hits++;
+                buf_append(out, d->doc, d->len);
+                return 0;
+            }
+            st->counters.cache_misses++;
+        }
         db_stmt_t *q = db_prepare(st->db, b->sql_get, err);
         if (!q) return -1;
         key_bind(q, 1, key);
@@ -964,6 +1092,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
             size_t n;
             const char *doc = db_column_text(q, 0, &n);
             buf_append(out, doc, n);
+            if (cacheable) cache_keep(st, b, ck, doc, n);
         } else if (s == DB_DONE) {
             buf_append_str(out, "null");
         }

@@ -21,6 +21,7 @@ typedef struct {
     size_t ncols;
     const char **indexed; /* the columns an index covers: the key, unique fields, indexes */
     size_t nindexed;
+    strmap_t cache; /* record cache: cache key (see cache_key) → cached_doc_t */
 } bucket_t;
 
 typedef struct {
@@ -57,6 +58,9 @@ struct store {
     size_t bound_count, bound_cap;
     store_commit_fn on_commit;
     void *on_commit_udata;
+    bool tx_active;       /* a write (one operation or a transaction) is running */
+    size_t cache_entries; /* records held by all buckets' caches */
+    size_t cache_bytes;   /* and their text */
 };
 
 bucket_t *store_bucket_find(const store_t *st, const char *name, err_t *err);
