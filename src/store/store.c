@@ -1056,13 +1056,7 @@ static int forbidden(err_t *err, const char *op, const bucket_t *b) {
 int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, const store_owner_t *owner,
                   buf_t *out, err_t *err) {
     st->counters.reads++;
-    const json_t *filter = json_object_get(r, "filter");
-    const json_t *ob = json_object_get(r, "orderBy");
-    int64_t limit = 0;
-    int has_limit = req_count(r, "limit", false, &limit, err);
-    if (has_limit < 0 && strcmp(op, "paginate") != 0) return -1;
-
-    if (strcmp(op, "get") == 0) {
+    if (strcmp(op, "get") == 0) { /* first: the hot path needs none of the fields below */
         const json_t *key = json_object_get(r, "key");
         if (key_check(b, key, err) < 0) return -1;
         char ck[STORE_CACHE_MAX_KEY];
@@ -1099,6 +1093,12 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
         db_done(q);
         return s == DB_ERROR ? -1 : 0;
     }
+
+    const json_t *filter = json_object_get(r, "filter");
+    const json_t *ob = json_object_get(r, "orderBy");
+    int64_t limit = 0;
+    int has_limit = req_count(r, "limit", false, &limit, err);
+    if (has_limit < 0 && strcmp(op, "paginate") != 0) return -1;
 
     bool needs_filter = strcmp(op, "where") == 0 || strcmp(op, "findOne") == 0;
     if (needs_filter && !json_is_object(filter)) return bad_field(err, "filter", "object");
