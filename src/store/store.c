@@ -149,15 +149,15 @@ static void bucket_free(bucket_t *b);
  *
  * store.get answers a record's stored JSON text as it is. The text of records read
  * lately is kept per bucket, so a repeated get of a hot record (a product page, a
- * subscribed `get` query) needs no SQLite statement: a third of a get's server time.
- * Every write forgets the keys it changes as it makes the change (changes_add), so the
- * cache never holds a version older than the database's. It is filled only by gets
- * outside a write, never from a transaction's own uncommitted reads, and emptied when a
- * group commit fails (the batch's writes are undone). Gets restricted to the caller's
- * own records (an `owner` policy) read the database. Bounded: at most
+ * subscribed `get` query) needs no SQLite statement: about half of a get's server
+ * time. Every write forgets the keys it changes as it makes the change (changes_add),
+ * so the cache never holds a version older than the database's. It is filled only by
+ * gets outside a write, never from a transaction's own uncommitted reads, and emptied
+ * when a group commit fails (the batch's writes are undone). Gets restricted to the
+ * caller's own records (an `owner` policy) read the database. Bounded: at most
  * STORE_CACHE_MAX_ENTRIES records and STORE_CACHE_MAX_BYTES of text, none larger than
- * STORE_CACHE_MAX_DOC; when full it is emptied and fills again with what is read. shopd must be the database's only writer
- * while it runs (docs/internals/store.md). */
+ * STORE_CACHE_MAX_DOC; when full it is emptied and fills again with what is read.
+ * shopd must be the database's only writer while it runs (docs/internals/store.md). */
 
 #define STORE_CACHE_MAX_ENTRIES 10000
 #define STORE_CACHE_MAX_BYTES (16u << 20)
