@@ -351,6 +351,12 @@ void auth_verify(auth_t *a, const char *token, int64_t now_ms, auth_verify_cb do
 
 bool auth_permit(const auth_t *a, const auth_identity_t *who, const char *op, const char *resource,
                  const json_t *request, const char **owner_field_out) {
+    return auth_permit_reusable(a, who, op, resource, request, owner_field_out, NULL);
+}
+
+bool auth_permit_reusable(const auth_t *a, const auth_identity_t *who, const char *op, const char *resource,
+                          const json_t *request, const char **owner_field_out, bool *reusable) {
+    if (reusable) *reusable = true;
     if (owner_field_out) *owner_field_out = NULL;
     if (!a || !a->policy) return true;
     if (!who) {
@@ -359,7 +365,7 @@ bool auth_permit(const auth_t *a, const auth_identity_t *who, const char *op, co
          * and refuses if it does. */
         return !a->required;
     }
-    return auth_policy_permit(a->policy, who, op, resource, request, owner_field_out);
+    return auth_policy_permit(a->policy, who, op, resource, request, owner_field_out, reusable);
 }
 
 void auth_path(char *out, size_t size, const char *fmt, ...) {

@@ -96,6 +96,12 @@ void auth_verify(auth_t *a, const char *token, int64_t now_ms, auth_verify_cb do
  * allowed. */
 bool auth_permit(const auth_t *a, const auth_identity_t *who, const char *op, const char *resource,
                  const json_t *request, const char **owner_field_out);
+/* auth_permit, also saying whether the decision may be reused: *reusable is false
+ * when a rule's `match` consulted the request. A reusable decision holds for the same
+ * identity, operation and resource for as long as the server runs (the policy is fixed
+ * at start). */
+bool auth_permit_reusable(const auth_t *a, const auth_identity_t *who, const char *op, const char *resource,
+                          const json_t *request, const char **owner_field_out, bool *reusable);
 
 /* ---- rate limiting: a sliding window per key ---- */
 

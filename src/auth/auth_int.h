@@ -81,7 +81,10 @@ unsigned char *auth_b64url_decode(const char *s, size_t n, size_t *out_len);
 
 auth_policy_t *auth_policy_new(const json_t *cfg, const char *path, char *errbuf, size_t errlen);
 void auth_policy_free(auth_policy_t *p);
+/* *reusable (when given) is set false when the decision consulted the request (a
+ * rule's `match`). */
 bool auth_policy_permit(const auth_policy_t *p, const auth_identity_t *who, const char *op,
-                        const char *resource, const json_t *request, const char **owner_field_out);
+                        const char *resource, const json_t *request, const char **owner_field_out,
+                        bool *reusable);
 
 #endif

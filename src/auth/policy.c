@@ -357,7 +357,9 @@ static bool rule_match_ok(const policy_rule_t *r, const auth_identity_t *who,
 }
 
 bool auth_policy_permit(const auth_policy_t *p, const auth_identity_t *who, const char *op,
-                        const char *resource, const json_t *request, const char **owner_field_out) {
+                        const char *resource, const json_t *request, const char **owner_field_out,
+                        bool *reusable) {
+    if (reusable) *reusable = true;
     if (!op) return false;
     if (!resource) resource = "*";
     for (size_t i = 0; i < p->count; i++) {
@@ -366,8 +368,9 @@ bool auth_policy_permit(const auth_policy_t *p, const auth_identity_t *who, cons
         bool op_ok = false;
         for (size_t k = 0; k < r->allow_count && !op_ok; k++)
             op_ok = op_pattern_match(r->allow[k], op);
-        if (!op_ok || !rule_resource_ok(r, op, resource) || !rule_match_ok(r, who, request))
-            continue;
+        if (!op_ok || !rule_resource_ok(r, op, resource)) continue;
+        if (r->match_count && reusable) *reusable = false;
+        if (!rule_match_ok(r, who, request)) continue;
         if (owner_field_out) *owner_field_out = r->owner;
         return true;
     }

@@ -81,6 +81,19 @@ struct rt_session {
     bool awaiting_pong;
     uint64_t ping_sent_ms;
     rt_session_t *prev, *next;
+    struct perm_memo *perm; /* the last reusable permission decision; NULL until one */
+};
+
+/* A client repeats the same operation on the same bucket or topic; the policy's
+ * decision for it does not change while the identity stays (auth_permit_reusable),
+ * so the last one is kept and the policy is not walked again. Any change of identity
+ * forgets it. Allocated on first use: idle connections do not pay for it. */
+struct perm_memo {
+    bool valid;
+    bool allowed;
+    const char *owner_field; /* the policy's own string */
+    char op[48];
+    char resource[80];
 };
 
 /* ---- sessions ---- */
@@ -148,6 +161,7 @@ int rt_session_push_raw(rt_session_t *s, const char *channel, const char *subscr
 
 static void session_free(rt_session_t *s) {
     rt_session_set_identity(s, NULL);
+    free(s->perm);
     free(s->remote_ip);
     free(s);
 }
@@ -169,6 +183,7 @@ void rt_session_set_identity(rt_session_t *s, auth_identity_t *id) {
         free(s->identity);
     }
     s->identity = id;
+    if (s->perm) s->perm->valid = false; /* decided for the identity before */
 }
 
 static void session_release_subs(rt_session_t *s) {
@@ -429,6 +444,26 @@ static const char *rt_resource(const char *type, const json_t *req) {
     return v && *v ? v : "*";
 }
 
+/* The policy's decision for the session's identity (see struct perm_memo). */
+static bool permit(auth_t *auth, rt_session_t *s, const char *op, const char *resource, rt_call_t *call) {
+    struct perm_memo *m = s->perm;
+    if (m && m->valid && strcmp(m->op, op) == 0 && strcmp(m->resource, resource) == 0) {
+        call->owner_field = m->owner_field;
+        return m->allowed;
+    }
+    bool reusable;
+    bool allowed = auth_permit_reusable(auth, s->identity, op, resource, call->req, &call->owner_field, &reusable);
+    if (reusable && strlen(op) < sizeof m->op && strlen(resource) < sizeof m->resource) {
+        if (!m) m = s->perm = xmalloc(sizeof *m);
+        m->valid = true;
+        m->allowed = allowed;
+        m->owner_field = call->owner_field;
+        strcpy(m->op, op);
+        strcpy(m->resource, resource);
+    }
+    return allowed;
+}
+
 /* Auth check, then rate limit (spec §2). Returns 0 to go on, or -1 with err set. */
 static int rt_guard(realtime_t *rt, rt_session_t *s, rt_call_t *call, const char *type, err_t *err) {
     auth_t *auth = rt->cfg.auth;
@@ -444,7 +479,7 @@ static int rt_guard(realtime_t *rt, rt_session_t *s, rt_call_t *call, const char
         }
         if (s->identity && auth_has_policy(auth)) {
             const char *resource = rt_resource(type, call->req);
-            if (!auth_permit(auth, s->identity, type, resource, call->req, &call->owner_field)) {
+            if (!permit(auth, s, type, resource, call)) {
                 err_set(err, ERR_FORBIDDEN, "No permission for %s on %s", type, resource);
                 return -1;
             }

@@ -254,6 +254,29 @@ describe('operation patterns, resources and defaults', () => {
     }
   });
 
+  test('a session repeating one operation is decided afresh when the request or the identity changes', T, async () => {
+    const b = await ctx.as('bob');
+    try {
+      // The same operation and query, allowed then refused: the match rule reads params.
+      await b.ok('store.subscribe', { query: 'user-orders', params: { userId: 'user-bob' } });
+      assertForbidden(await b.err('store.subscribe', { query: 'user-orders', params: { userId: 'user-alice' } }), 'store.subscribe', 'user-orders');
+      await b.ok('store.subscribe', { query: 'user-orders', params: { userId: 'user-bob' } });
+      // Repeated decisions without `match` stay right: products yes, secrets no.
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await b.ok('store.get', { bucket: 'products', key: 'p1' })).id, 'p1');
+        assertForbidden(await b.err('store.get', { bucket: 'secrets', key: 's1' }), 'store.get', 'secrets');
+      }
+      // A new identity on the same connection: admin may read secrets, and back as Bob
+      // the refusal returns.
+      assert.equal((await b.call('auth.login', { token: 'tok-admin' })).type, 'result');
+      assert.equal((await b.ok('store.get', { bucket: 'secrets', key: 's1' })).v, 'classified');
+      assert.equal((await b.call('auth.login', { token: 'tok-bob' })).type, 'result');
+      assertForbidden(await b.err('store.get', { bucket: 'secrets', key: 's1' }), 'store.get', 'secrets');
+    } finally {
+      closeAll(b);
+    }
+  });
+
   test('rules are ordered: the first matching rule decides (auditor store.all sees every order, where stays owned)', T, async () => {
     const e = await ctx.as('eve');
     try {

@@ -272,3 +272,34 @@ Test(auth_policy, no_policy_allows_everything) {
     auth_free(a);
     cr_expect(auth_permit(NULL, &r, "store.clear", "orders", NULL, NULL), "auth disabled");
 }
+
+/* Whether a decision may be reused for the same identity, operation and resource: not
+ * once a rule's `match` looked at the request, whichever way it went. */
+static bool reusable_after(const auth_t *a, const auth_identity_t *id, const char *op, const char *res,
+                           const char *request, bool *allowed) {
+    json_t *req = request ? json_loads(request, 0, NULL) : NULL;
+    bool reusable = false;
+    *allowed = auth_permit_reusable(a, id, op, res, req, NULL, &reusable);
+    json_decref(req);
+    return reusable;
+}
+
+Test(auth_policy, decisions_that_read_the_request_are_not_reusable) {
+    auth_t *a = policy_auth("true", shop_policy);
+    auth_identity_t cust = who("user-1", "customer", NULL);
+    auth_identity_t admin = who("admin-1", "admin", NULL);
+    bool allowed;
+    cr_expect(reusable_after(a, &cust, "store.get", "products", NULL, &allowed));
+    cr_expect(allowed);
+    cr_expect(reusable_after(a, &cust, "store.delete", "products", NULL, &allowed), "a denial by default");
+    cr_expect_not(allowed);
+    /* users: only the rule with `match` allows store.update, so both answers read it. */
+    cr_expect_not(reusable_after(a, &cust, "store.update", "users", "{\"key\":\"user-1\"}", &allowed));
+    cr_expect(allowed);
+    cr_expect_not(reusable_after(a, &cust, "store.update", "users", "{\"key\":\"user-2\"}", &allowed));
+    cr_expect_not(allowed);
+    /* An earlier rule without `match` decides before the match rule is reached. */
+    cr_expect(reusable_after(a, &admin, "store.update", "users", "{\"key\":\"x\"}", &allowed));
+    cr_expect(allowed);
+    auth_free(a);
+}
