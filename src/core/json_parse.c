@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/utf8.h"
 
 typedef struct {
     const unsigned char *p;
@@ -41,31 +42,16 @@ static void skip_ws(parser_t *ps) {
     ps->p = p;
 }
 
-/* Length of the valid UTF-8 sequence at p whose first byte is >= 0x80, or 0. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end) {
-    unsigned c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-    return n;
+/* The end of a run of string bytes: up to a quote, a backslash, a control character or
+ * the end. A backslash or quote byte never occurs inside a multi-byte character, so each
+ * run is whole UTF-8 on its own; it is checked with the project's validator, which skips
+ * ASCII eight bytes at a time. */
+static const unsigned char *string_run(const unsigned char *p, const unsigned char *end, bool *valid) {
+    const unsigned char *start = p;
+    bool ascii = true;
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) ascii &= *p++ < 0x80;
+    *valid = ascii || utf8_is_valid(start, (size_t)(p - start));
+    return p;
 }
 
 static int hex4(const unsigned char *p, uint32_t *out) {
@@ -148,49 +134,31 @@ static int unescape(parser_t *ps, const unsigned char **pp, buf_t *b) {
 /* Reads the string whose opening quote is at ps->p. On success *s / *len point at
  * the raw bytes (no escapes) or into ps->scratch (decoded). */
 static int parse_string(parser_t *ps, const char **s, size_t *len) {
-    const unsigned char *p = ps->p + 1, *start = p, *end = ps->end;
-    for (;;) { /* the common case: plain bytes up to the closing quote */
-        if (p >= end) return -1;
-        unsigned c = *p;
-        if (c == '"') {
-            *s = (const char *)start;
-            *len = (size_t)(p - start);
-            ps->p = p + 1;
-            return 0;
-        }
-        if (c == '\\') break;
-        if (c < 0x20) return -1;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t n = utf8_seq(p, end);
-        if (!n) return -1;
-        p += n;
+    const unsigned char *start = ps->p + 1, *end = ps->end;
+    bool valid;
+    const unsigned char *p = string_run(start, end, &valid);
+    if (!valid || p >= end || *p < 0x20) return -1;
+    if (*p == '"') { /* the common case: no escapes, the bytes are the string */
+        *s = (const char *)start;
+        *len = (size_t)(p - start);
+        ps->p = p + 1;
+        return 0;
     }
     buf_t *b = &ps->scratch;
     b->len = 0;
     buf_append(b, start, (size_t)(p - start));
-    while (p < end) {
-        unsigned c = *p;
-        if (c == '"') {
-            *s = b->data;
-            *len = b->len;
-            ps->p = p + 1;
-            return 0;
-        }
-        if (c == '\\') {
-            p++;
-            if (unescape(ps, &p, b) < 0) return -1;
-            continue;
-        }
-        if (c < 0x20) return -1;
-        size_t n = 1;
-        if (c >= 0x80 && !(n = utf8_seq(p, end))) return -1;
-        buf_append(b, p, n);
-        p += n;
+    while (*p == '\\') {
+        p++;
+        if (unescape(ps, &p, b) < 0) return -1;
+        const unsigned char *run = p;
+        p = string_run(run, end, &valid);
+        if (!valid || p >= end || *p < 0x20) return -1;
+        buf_append(b, run, (size_t)(p - run));
     }
-    return -1;
+    *s = b->data; /* *p is the closing quote */
+    *len = b->len;
+    ps->p = p + 1;
+    return 0;
 }
 
 static json_t *parse_number(parser_t *ps) {

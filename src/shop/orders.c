@@ -240,10 +240,7 @@ int shop_proc_checkout(shop_ctx_t *c) {
     if (shop_get(c, B_WALLETS, wid, &wallet) < 0) goto out;
     int64_t balance = wallet ? shop_int_field(wallet, "balanceMinor") : 0;
     if (balance < total) {
-        shop_conflict(c, "insufficient_funds",
-                      json_pack("{s:I, s:I, s:s}", "required", (json_int_t)total, "available",
-                                (json_int_t)balance, "currency", cur),
-                      "Insufficient funds in the %s wallet", cur);
+        shop_insufficient_funds(c, total, balance, cur);
         goto out;
     }
 

@@ -183,6 +183,13 @@ int shop_conflict(shop_ctx_t *c, const char *reason, json_t *extra, const char *
     return -1;
 }
 
+int shop_insufficient_funds(shop_ctx_t *c, int64_t required, int64_t available, const char *currency) {
+    return shop_conflict(c, "insufficient_funds",
+                         json_pack("{s:I, s:I, s:s}", "required", (json_int_t)required, "available",
+                                   (json_int_t)available, "currency", currency),
+                         "Insufficient funds in the %s wallet", currency);
+}
+
 int shop_not_found(shop_ctx_t *c, const char *what, const char *id) {
     err_set(c->err, ERR_NOT_FOUND, "%s \"%.200s\" not found", what, id);
     return -1;

@@ -107,6 +107,8 @@ int shop_invalid(shop_ctx_t *c, const char *field, const char *fmt, ...)
 int shop_conflict(shop_ctx_t *c, const char *reason, json_t *extra, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int shop_not_found(shop_ctx_t *c, const char *what, const char *id);
+/* CONFLICT insufficient_funds with {required, available, currency}. */
+int shop_insufficient_funds(shop_ctx_t *c, int64_t required, int64_t available, const char *currency);
 
 /* ---- building JSON ---- */
 

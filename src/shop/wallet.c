@@ -82,10 +82,7 @@ int shop_proc_transfer(shop_ctx_t *c) {
     int64_t from_balance = from_wallet ? shop_int_field(from_wallet, "balanceMinor") : 0;
     int64_t to_balance = to_wallet ? shop_int_field(to_wallet, "balanceMinor") : 0, to_after;
     if (from_balance < amount) {
-        shop_conflict(c, "insufficient_funds",
-                      json_pack("{s:I, s:I, s:s}", "required", (json_int_t)amount, "available",
-                                (json_int_t)from_balance, "currency", cur),
-                      "Insufficient funds in the %s wallet", cur);
+        shop_insufficient_funds(c, amount, from_balance, cur);
         goto out;
     }
     if (money_add(to_balance, amount, &to_after) < 0) {

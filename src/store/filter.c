@@ -178,23 +178,24 @@ not_object:
     return -1;
 }
 
+void filter_bind_value(db_stmt_t *st, int at, const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_STRING: db_bind_text(st, at, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: db_bind_int(st, at, json_integer_value(v)); break;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        if (d == trunc(d) && fabs(d) < 9007199254740992.0) db_bind_int(st, at, (int64_t)d);
+        else db_bind_double(st, at, d);
+        break;
+    }
+    case JSON_TRUE: db_bind_int(st, at, 1); break;
+    case JSON_FALSE: db_bind_int(st, at, 0); break;
+    default: db_bind_null(st, at); break;
+    }
+}
+
 void filter_bind(db_stmt_t *st, const json_t *params, int first) {
     size_t i;
     json_t *v;
-    json_array_foreach(params, i, v) {
-        int at = first + (int)i;
-        switch (json_typeof(v)) {
-        case JSON_STRING: db_bind_text(st, at, json_string_value(v), json_string_length(v)); break;
-        case JSON_INTEGER: db_bind_int(st, at, json_integer_value(v)); break;
-        case JSON_REAL: {
-            double d = json_real_value(v);
-            if (d == trunc(d) && fabs(d) < 9007199254740992.0) db_bind_int(st, at, (int64_t)d);
-            else db_bind_double(st, at, d);
-            break;
-        }
-        case JSON_TRUE: db_bind_int(st, at, 1); break;
-        case JSON_FALSE: db_bind_int(st, at, 0); break;
-        default: db_bind_null(st, at); break;
-        }
-    }
+    json_array_foreach(params, i, v) filter_bind_value(st, first + (int)i, v);
 }

@@ -24,6 +24,8 @@ int filter_compile(const schema_t *s, const json_t *filter, buf_t *sql, json_t *
 
 /* Binds params[i] to parameter first + i. */
 void filter_bind(db_stmt_t *st, const json_t *params, int first);
+/* Binds one value as filter_bind does (whole numbers as integers, booleans as 0/1). */
+void filter_bind_value(db_stmt_t *st, int at, const json_t *v);
 
 /* Whether `name` can be filtered or ordered on in this schema. */
 int filter_field_ok(const schema_t *s, const char *name);

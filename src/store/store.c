@@ -134,12 +134,6 @@ static int key_check(const bucket_t *b, const json_t *key, err_t *err) {
     return 0;
 }
 
-static void key_bind(db_stmt_t *q, int at, const json_t *key) {
-    json_t *params = json_array();
-    json_array_append((json_t *)params, (json_t *)key);
-    filter_bind(q, params, at);
-    json_decref(params);
-}
 
 /* ---- change sets ---- */
 
@@ -186,7 +180,7 @@ static bool cache_key(const json_t *key, char out[STORE_CACHE_MAX_KEY]) {
         return true;
     }
     if (json_is_real(key)) {
-        double d = json_real_value(key); /* bound as an integer when whole (filter_bind) */
+        double d = json_real_value(key); /* bound as an integer when whole (filter_bind_value) */
         if (d == trunc(d) && fabs(d) < 9007199254740992.0) snprintf(out, STORE_CACHE_MAX_KEY, "n%lld", (long long)d);
         else snprintf(out, STORE_CACHE_MAX_KEY, "n%.17g", d);
         return true;
@@ -952,7 +946,7 @@ static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *row
     *rec_out = NULL;
     db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
     if (!q) return -1;
-    key_bind(q, 1, key);
+    filter_bind_value(q, 1, key);
     db_step_t r = db_step(q, err);
     if (r == DB_ROW) {
         size_t n;
@@ -1042,6 +1036,21 @@ static void owner_sql(const bucket_t *b, const store_owner_t *owner, buf_t *sql,
     json_array_append_new(params, json_string(owner->user_id ? owner->user_id : ""));
 }
 
+/* Appends the WHERE condition of a read: the filter, then the caller's ownership. */
+static int where_sql(const bucket_t *b, const json_t *filter, const store_owner_t *owner, buf_t *sql,
+                     json_t *params, err_t *err) {
+    if (filter_compile(b->schema, filter, sql, params, err) < 0) return -1;
+    owner_sql(b, owner, sql, params);
+    return 0;
+}
+
+/* Prepares a read's SQL with its filter parameters bound. */
+static db_stmt_t *prepare_bound(store_t *st, const buf_t *sql, const json_t *params, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db, sql->data, err);
+    if (q) filter_bind(q, params, 1);
+    return q;
+}
+
 static bool owns(const json_t *rec, const store_owner_t *owner) {
     if (!owner || !owner->field) return true;
     const char *v = json_string_value(json_object_get(rec, owner->field));
@@ -1072,7 +1081,7 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
         }
         db_stmt_t *q = db_prepare(st->db, b->sql_get, err);
         if (!q) return -1;
-        key_bind(q, 1, key);
+        filter_bind_value(q, 1, key);
         db_step_t s = db_step(q, err);
         if (s == DB_ROW && owner && owner->field) {
             /* Records of others are invisible: parse and check the owner field. */
@@ -1123,21 +1132,17 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
             /* The last n by the order, returned in that order. */
             buf_printf(&sql, "SELECT _rowid, _doc FROM %s WHERE _rowid IN (SELECT _rowid FROM %s WHERE ",
                        b->table, b->table);
-            if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
-            owner_sql(b, owner, &sql, params);
+            if (where_sql(b, filter, owner, &sql, params, err) < 0) goto out;
             if (order_by(b, ob, true, &sql, err) < 0) goto out;
             buf_printf(&sql, " LIMIT %lld)", (long long)n);
             if (order_by(b, ob, false, &sql, err) < 0) goto out;
         } else {
             buf_printf(&sql, "SELECT _rowid, _doc FROM %s WHERE ", b->table);
-            if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
-            owner_sql(b, owner, &sql, params);
+            if (where_sql(b, filter, owner, &sql, params, err) < 0) goto out;
             if (order_by(b, ob, false, &sql, err) < 0) goto out;
             if (n > 0) buf_printf(&sql, " LIMIT %lld", (long long)n);
         }
-        q = db_prepare(st->db, sql.data, err);
-        if (!q) goto out;
-        filter_bind(q, params, 1);
+        if (!(q = prepare_bound(st, &sql, params, err))) goto out;
         if (strcmp(op, "findOne") == 0) {
             db_step_t s = db_step(q, err);
             if (s == DB_ERROR) goto out;
@@ -1154,11 +1159,8 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
         }
     } else if (strcmp(op, "count") == 0) {
         buf_printf(&sql, "SELECT count(*) FROM %s WHERE ", b->table);
-        if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
-        owner_sql(b, owner, &sql, params);
-        q = db_prepare(st->db, sql.data, err);
-        if (!q) goto out;
-        filter_bind(q, params, 1);
+        if (where_sql(b, filter, owner, &sql, params, err) < 0) goto out;
+        if (!(q = prepare_bound(st, &sql, params, err))) goto out;
         if (db_step(q, err) != DB_ROW) goto out;
         buf_printf(out, "%lld", (long long)db_column_int(q, 0));
         rc = 0;
@@ -1173,11 +1175,8 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
         buf_printf(&sql, "SELECT %s(CASE WHEN typeof(%s) IN ('integer','real') THEN %s END) FROM %s WHERE ",
                    op, col.data, col.data, b->table);
         buf_cleanup(&col);
-        if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
-        owner_sql(b, owner, &sql, params);
-        q = db_prepare(st->db, sql.data, err);
-        if (!q) goto out;
-        filter_bind(q, params, 1);
+        if (where_sql(b, filter, owner, &sql, params, err) < 0) goto out;
+        if (!(q = prepare_bound(st, &sql, params, err))) goto out;
         if (db_step(q, err) != DB_ROW) goto out;
         if (db_column_type(q, 0) == DB_NULL)
             buf_append_str(out, (op[1] == 'u' || op[1] == 'v') ? "0" : "null");
@@ -1209,12 +1208,9 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
         buf_printf(&sql, "SELECT _rowid, _doc, ");
         db_quote_ident(&sql, b->schema->key);
         buf_printf(&sql, " FROM %s WHERE _rowid > %lld AND ", b->table, (long long)after_rowid);
-        if (filter_compile(b->schema, filter, &sql, params, err) < 0) goto out;
-        owner_sql(b, owner, &sql, params);
+        if (where_sql(b, filter, owner, &sql, params, err) < 0) goto out;
         buf_printf(&sql, " ORDER BY _rowid LIMIT %lld", (long long)limit + 1);
-        q = db_prepare(st->db, sql.data, err);
-        if (!q) goto out;
-        filter_bind(q, params, 1);
+        if (!(q = prepare_bound(st, &sql, params, err))) goto out;
         buf_append_str(out, "{\"records\":[");
         buf_t cursor;
         buf_init(&cursor, 0);

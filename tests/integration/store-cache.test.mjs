@@ -120,13 +120,26 @@ describe('record cache', () => {
     assert.equal(await c.ok('store.get', { bucket: 'rcnotes', key: 'n1' }), null);
   });
 
-  test('numeric keys are cached by value; a string for a number key is refused', T, async () => {
+  test('numeric keys: 7 and 7.0 are one record for the cache, and a write through either is seen', T, async () => {
     await c.ok('store.defineBucket', { name: 'rcnum', config: { key: 'n', schema: { n: { type: 'number' }, v: { type: 'string' } } } });
     await c.ok('store.insert', { bucket: 'rcnum', data: { n: 7, v: 'seven' } });
-    assert.equal((await c.ok('store.get', { bucket: 'rcnum', key: 7 })).v, 'seven');
-    assert.equal((await c.ok('store.get', { bucket: 'rcnum', key: 7.0 })).v, 'seven');
-    await c.ok('store.update', { bucket: 'rcnum', key: 7.0, data: { v: 'SEVEN' } });
-    assert.equal((await c.ok('store.get', { bucket: 'rcnum', key: 7 })).v, 'SEVEN');
+    // JSON.stringify writes 7.0 as 7, so the real-number key goes out as raw text.
+    const raw = (id, type, rest) => encodeFrame({ payload: Buffer.from(`{"id":${id},"type":"${type}","bucket":"rcnum","key":7.0${rest}}`) });
+    const sock = await wsRawWelcomed(srv.port);
+    try {
+      const before = await cacheCounts();
+      assert.equal((await c.ok('store.get', { bucket: 'rcnum', key: 7 })).v, 'seven'); // fills the cache
+      sock.write(raw(1, 'store.get', ''));
+      assert.equal((await sock.readJson(3000)).data.v, 'seven');
+      const mid = await cacheCounts();
+      assert.equal(mid.miss - before.miss, 1, 'the get by 7 misses');
+      assert.equal(mid.hit - before.hit, 1, 'the get by 7.0 hits the same entry');
+      sock.write(raw(2, 'store.update', ',"data":{"v":"SEVEN"}'));
+      assert.equal((await sock.readJson(3000)).type, 'result');
+      assert.equal((await c.ok('store.get', { bucket: 'rcnum', key: 7 })).v, 'SEVEN');
+    } finally {
+      sock.destroy();
+    }
     assertError(await c.call('store.get', { bucket: 'rcnum', key: '7' }), 'VALIDATION_ERROR');
   });
 });
