@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/mem.h"
 
 typedef struct {
@@ -114,12 +115,11 @@ static int need_config(const json_t *req, err_t *err) {
     return 0;
 }
 
+/* {"name": name, "<verb>": true} */
 static void name_result(buf_t *out, const char *name, const char *verb) {
-    json_t *o = json_pack("{s:s,s:b}", "name", name, verb, 1);
-    char *s = json_dumps(o, JSON_COMPACT);
-    buf_append_str(out, s);
-    free(s);
-    json_decref(o);
+    buf_append_str(out, "{\"name\":");
+    json_write_string(out, name, strlen(name));
+    buf_printf(out, ",\"%s\":true}", verb);
 }
 
 static void h_define_bucket(rt_call_t *call, void *udata) {

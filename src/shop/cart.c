@@ -81,6 +81,12 @@ static void line_id(const shop_ctx_t *c, const char *product_id, char *out, size
     snprintf(out, size, "%s:%s", c->user_id, product_id);
 }
 
+/* The {productId, quantity} input of addToCart and updateCartItem. */
+static int line_input(shop_ctx_t *c, const char **pid, int64_t *qty) {
+    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, pid) < 0) return -1;
+    return shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, qty);
+}
+
 int shop_proc_get_cart(shop_ctx_t *c) {
     return answer_cart(c);
 }
@@ -88,10 +94,7 @@ int shop_proc_get_cart(shop_ctx_t *c) {
 int shop_proc_add_to_cart(shop_ctx_t *c) {
     const char *pid;
     int64_t qty;
-    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0)
-        return -1;
-    if (shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, &qty) < 0)
-        return -1;
+    if (line_input(c, &pid, &qty) < 0) return -1;
     json_t *p = NULL, *line = NULL;
     int rc = -1;
     if (shop_get(c, B_PRODUCTS, pid, &p) < 0) return -1;
@@ -139,10 +142,7 @@ out:
 int shop_proc_update_cart_item(shop_ctx_t *c) {
     const char *pid;
     int64_t qty;
-    if (shop_in_string(c, c->input, "productId", "productId", true, SHOP_MAX_ID, &pid) < 0)
-        return -1;
-    if (shop_in_int(c, c->input, "quantity", "quantity", true, SHOP_MAX_QUANTITY, &qty) < 0)
-        return -1;
+    if (line_input(c, &pid, &qty) < 0) return -1;
     char id[SHOP_KEY_BUF];
     line_id(c, pid, id, sizeof id);
     json_t *line = NULL;
