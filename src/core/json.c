@@ -35,7 +35,7 @@ void json_write_string(buf_t *out, const char *s, size_t len) {
 }
 
 /* Decimal digits of v without printf: ids, versions and timestamps are in every answer. */
-static void write_int64(buf_t *out, int64_t v) {
+void json_write_int(buf_t *out, int64_t v) {
     char tmp[24];
     char *p = tmp + sizeof tmp;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
@@ -61,7 +61,7 @@ void json_write_double(buf_t *out, double d) {
      * use the exponent form, which every JSON parser reads back as a double (JavaScript
      * would write their digits out, which overflows 64-bit integer parsers). */
     if (d == trunc(d) && fabs(d) < 9007199254740992.0) {
-        write_int64(out, (int64_t)d);
+        json_write_int(out, (int64_t)d);
         return;
     }
     for (int prec = 15; prec <= 17; prec++) {
@@ -113,7 +113,7 @@ void json_write(buf_t *out, const json_t *v) {
     case JSON_STRING:
         json_write_string(out, json_string_value(v), json_string_length(v));
         break;
-    case JSON_INTEGER: write_int64(out, json_integer_value(v)); break;
+    case JSON_INTEGER: json_write_int(out, json_integer_value(v)); break;
     case JSON_REAL: json_write_double(out, json_real_value(v)); break;
     case JSON_TRUE: buf_append(out, "true", 4); break;
     case JSON_FALSE: buf_append(out, "false", 5); break;

@@ -25,6 +25,8 @@ void json_write(buf_t *out, const json_t *v);
 void json_write_string(buf_t *out, const char *s, size_t len);
 /* Appends a number in the shortest form that reads back as the same double. */
 void json_write_double(buf_t *out, double d);
+/* Appends the decimal digits of v (no printf). */
+void json_write_int(buf_t *out, int64_t v);
 /* Returns a newly allocated NUL-terminated serialisation; *len_out gets its length. */
 char *json_write_dup(const json_t *v, size_t *len_out);
 

@@ -40,6 +40,7 @@
 struct db_stmt {
     sqlite3_stmt *stmt;
     db_t *db;
+    char *sql; /* the text it is cached under (cached statements only) */
     bool cached;
 };
 
@@ -64,9 +65,19 @@ typedef struct {
     int pages;   /* WAL size when the checkpoint was asked for */
 } checkpointer_t;
 
+enum { DB_RECENT_SLOTS = 64 };
+
 struct db {
     sqlite3 *conn;
     strmap_t stmts; /* sql text → db_stmt_t */
+    /* Most statements come from a few long-lived strings (a bucket's INSERT, UPDATE and
+     * SELECT): a slot per string address finds them without hashing the whole text, which
+     * was 3 % of a checkout. A hit still compares the text, so a freed string whose address
+     * is reused for other SQL never gets the wrong statement. */
+    struct {
+        const char *sql;
+        db_stmt_t *st;
+    } recent[DB_RECENT_SLOTS];
     bool in_tx;
     bool read_open; /* a shared read transaction is open (until db_idle) */
     int last_rc;
@@ -211,6 +222,7 @@ void db_close(db_t *db) {
     while (strmap_next(&db->stmts, &it, NULL, &v)) {
         db_stmt_t *st = v;
         sqlite3_finalize(st->stmt);
+        free(st->sql);
         free(st);
     }
     strmap_cleanup(&db->stmts);
@@ -243,8 +255,12 @@ int db_exec(db_t *db, const char *sql, err_t *err) {
 }
 
 db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
-    db_stmt_t *st = strmap_get(&db->stmts, sql);
+    size_t slot = ((uintptr_t)sql >> 4) % DB_RECENT_SLOTS;
+    db_stmt_t *st = db->recent[slot].sql == sql ? db->recent[slot].st : NULL;
+    if (!st || strcmp(st->sql, sql) != 0) st = strmap_get(&db->stmts, sql);
     if (st) {
+        db->recent[slot].sql = sql;
+        db->recent[slot].st = st;
         sqlite3_reset(st->stmt);
         sqlite3_clear_bindings(st->stmt);
         return st;
@@ -259,7 +275,13 @@ db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
     st->stmt = s;
     st->db = db;
     st->cached = db->stmts.count < DB_MAX_CACHED;
-    if (st->cached) strmap_put(&db->stmts, sql, st);
+    st->sql = NULL;
+    if (st->cached) {
+        st->sql = xstrdup(sql);
+        strmap_put(&db->stmts, sql, st);
+        db->recent[slot].sql = sql;
+        db->recent[slot].st = st;
+    }
     return st;
 }
 

@@ -98,7 +98,7 @@ static int req_count(const json_t *r, const char *field, bool required, int64_t 
 static void write_column_value(buf_t *out, db_stmt_t *q, int col) {
     switch (db_column_type(q, col)) {
     case DB_NULL: buf_append_str(out, "null"); break;
-    case DB_INTEGER: buf_printf(out, "%lld", (long long)db_column_int(q, col)); break;
+    case DB_INTEGER: json_write_int(out, db_column_int(q, col)); break;
     case DB_REAL: json_write_double(out, db_column_double(q, col)); break;
     case DB_TEXT: {
         size_t n;
@@ -1633,7 +1633,9 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
         bucket_t *b = store_bucket_find(st, req_string(o, "bucket"), err);
         if (!b) break;
         if (i) buf_append_char(out, ',');
-        buf_printf(out, "{\"index\":%zu,\"data\":", i);
+        buf_append_str(out, "{\"index\":");
+        json_write_int(out, (int64_t)i);
+        buf_append_str(out, ",\"data\":");
         const char *op = ops[i];
         store_owner_t owner = {NULL, NULL};
         if (check) {

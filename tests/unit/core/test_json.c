@@ -35,6 +35,20 @@ Test(json_write, numbers_print_like_javascript) {
     check(json_real(-9007199254740991.0), "-9007199254740991");
 }
 
+Test(json_write, int_appends_digits_to_what_is_there) {
+    buf_t b;
+    buf_init(&b, 0);
+    buf_append_str(&b, "[");
+    const int64_t vals[] = {0, 7, -1, 10, 1000000007, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        if (i) buf_append_str(&b, ",");
+        json_write_int(&b, vals[i]);
+    }
+    buf_append_str(&b, "]");
+    cr_assert_str_eq(buf_cstr(&b), "[0,7,-1,10,1000000007,9223372036854775807,-9223372036854775808]");
+    buf_cleanup(&b);
+}
+
 Test(json_write, strings_escape_only_what_json_requires) {
     check(json_string("a\"b\\c\n\t\x01 é"), "\"a\\\"b\\\\c\\n\\t\\u0001 é\"");
 }
