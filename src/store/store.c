@@ -159,6 +159,7 @@ static void bucket_free(bucket_t *b);
 #define STORE_CACHE_MAX_KEY 256
 
 typedef struct {
+    int64_t rowid; /* so that an update or delete of a cached record skips its lookup */
     size_t len;
     char doc[];
 } cached_doc_t;
@@ -220,11 +221,12 @@ static void cache_forget(store_t *st, bucket_t *b, const json_t *key) {
     }
 }
 
-static void cache_keep(store_t *st, bucket_t *b, const char *k, const char *doc, size_t n) {
+static void cache_keep(store_t *st, bucket_t *b, const char *k, int64_t rowid, const char *doc, size_t n) {
     if (n > STORE_CACHE_MAX_DOC) return;
     if (st->cache_entries >= STORE_CACHE_MAX_ENTRIES || st->cache_bytes + n > STORE_CACHE_MAX_BYTES)
         cache_clear(st);
     cached_doc_t *d = xmalloc(sizeof *d + n);
+    d->rowid = rowid;
     d->len = n;
     memcpy(d->doc, doc, n);
     cached_doc_t *old = strmap_put(&b->cache, k, d);
@@ -261,8 +263,8 @@ static void changes_add(store_t *st, bucket_t *b, change_kind_t kind, json_t *ke
     ch->after = json_incref(after);
 }
 
-static void changes_reset(store_t *st) {
-    changes_t *c = &st->changes;
+/* Drops the references a change list holds (not the array). */
+static void changes_free_items(changes_t *c) {
     for (size_t i = 0; i < c->count; i++) {
         json_decref((json_t *)c->items[i].key);
         json_decref((json_t *)c->items[i].before);
@@ -270,6 +272,9 @@ static void changes_reset(store_t *st) {
     }
     c->count = 0;
 }
+
+static void changes_reset(store_t *st) { changes_free_items(&st->changes); }
+
 
 static void changes_emit(store_t *st) {
     if (st->changes.count == 0) return;
@@ -279,11 +284,7 @@ static void changes_emit(store_t *st) {
     memset(&st->changes, 0, sizeof st->changes);
     store_changeset_t cs = {mine.items, mine.count};
     for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
-    for (size_t i = 0; i < mine.count; i++) {
-        json_decref((json_t *)mine.items[i].key);
-        json_decref((json_t *)mine.items[i].before);
-        json_decref((json_t *)mine.items[i].after);
-    }
+    changes_free_items(&mine);
     if (st->changes.items == NULL) {
         mine.count = 0;
         st->changes = mine; /* keep the array for the next write */
@@ -322,15 +323,6 @@ void store_unlisten(store_t *st, store_listener_fn fn, void *udata) {
  * listeners after the commit; the realtime layer holds answers until then too, so
  * nothing is acknowledged before it is durable. Without group commit (tests, tools)
  * every write commits on its own. */
-
-static void changes_free_items(changes_t *c) {
-    for (size_t i = 0; i < c->count; i++) {
-        json_decref((json_t *)c->items[i].key);
-        json_decref((json_t *)c->items[i].before);
-        json_decref((json_t *)c->items[i].after);
-    }
-    c->count = 0;
-}
 
 static int tx_begin(store_t *st, err_t *err) {
     changes_reset(st);
@@ -463,7 +455,6 @@ static void bucket_free(bucket_t *b) {
     cache_free_entries(b);
     schema_free(b->schema);
     free(b->name);
-    free(b->sql_get);
     free(b->sql_get_row);
     free(b->sql_insert);
     free(b->sql_update);
@@ -519,8 +510,6 @@ static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) 
     buf_t k;
     buf_init(&k, 0);
     db_quote_ident(&k, schema->key);
-    buf_printf(&t, "SELECT _doc FROM %s WHERE %s = ?1", b->table, k.data);
-    b->sql_get = buf_take(&t, NULL);
     buf_printf(&t, "SELECT _rowid, _doc FROM %s WHERE %s = ?1", b->table, k.data);
     b->sql_get_row = buf_take(&t, NULL);
     b->cols = bucket_columns(schema, &b->ncols);
@@ -944,6 +933,15 @@ static json_t *doc_parse(const char *doc, size_t n) {
 static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *rowid_out, json_t **rec_out,
                        err_t *err) {
     *rec_out = NULL;
+    /* A cached record is what the database holds: every write forgets the keys it
+     * changes, and nothing fills the cache inside a write (store_read_op). */
+    char ck[STORE_CACHE_MAX_KEY];
+    const cached_doc_t *d = b->cache.count && cache_key(key, ck) ? strmap_get(&b->cache, ck) : NULL;
+    if (d) {
+        *rowid_out = d->rowid;
+        *rec_out = doc_parse(d->doc, d->len);
+        if (*rec_out) return 0;
+    }
     db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
     if (!q) return -1;
     filter_bind_value(q, 1, key);
@@ -961,6 +959,18 @@ static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *row
     }
     db_done(q);
     return r == DB_ERROR ? -1 : 0;
+}
+
+/* After an UPDATE or DELETE by the rowid record_load found: exactly one row must have
+ * changed. None means the record cache held a row that is gone, which its invalidation
+ * rules out; should it happen anyway the write fails (its transaction rolls back) and
+ * the cache is emptied, so that a retry reads the database. */
+static int row_write_check(store_t *st, const bucket_t *b, int64_t rowid, err_t *err) {
+    if (db_changes(st->db) == 1) return 0;
+    log_error("store.row_missing", "bucket=%s rowid=%lld", b->name, (long long)rowid);
+    cache_clear(st);
+    err_set(err, ERR_INTERNAL, "Internal error");
+    return -1;
 }
 
 /* Appends the _doc of every row of q (column `col`) as a JSON array. */
@@ -1079,23 +1089,23 @@ int store_read_op(store_t *st, bucket_t *b, const char *op, const json_t *r, con
             }
             st->counters.cache_misses++;
         }
-        db_stmt_t *q = db_prepare(st->db, b->sql_get, err);
+        db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
         if (!q) return -1;
         filter_bind_value(q, 1, key);
         db_step_t s = db_step(q, err);
         if (s == DB_ROW && owner && owner->field) {
             /* Records of others are invisible: parse and check the owner field. */
             size_t n;
-            const char *doc = db_column_text(q, 0, &n);
+            const char *doc = db_column_text(q, 1, &n);
             json_t *rec = doc_parse(doc, n);
             if (!owns(rec, owner)) s = DB_DONE;
             json_decref(rec);
         }
         if (s == DB_ROW) {
             size_t n;
-            const char *doc = db_column_text(q, 0, &n);
+            const char *doc = db_column_text(q, 1, &n);
             buf_append(out, doc, n);
-            if (cacheable) cache_keep(st, b, ck, doc, n);
+            if (cacheable) cache_keep(st, b, ck, db_column_int(q, 0), doc, n);
         } else if (s == DB_DONE) {
             buf_append_str(out, "null");
         }
@@ -1327,6 +1337,10 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
         err_clear(&e2);
         return -1;
     }
+    if (rowid && row_write_check(st, b, rowid, err) < 0) {
+        if (out) out->len = mark;
+        return -1;
+    }
     return 0;
 }
 
@@ -1460,7 +1474,7 @@ static int op_delete(store_t *st, bucket_t *b, const json_t *key, const json_t *
         db_bind_int(q, 1, rowid);
         db_step_t r = db_step(q, err);
         db_done(q);
-        if (r == DB_ERROR) {
+        if (r == DB_ERROR || row_write_check(st, b, rowid, err) < 0) {
             json_decref(cur);
             return -1;
         }

@@ -10,7 +10,6 @@ typedef struct {
     char *name;
     schema_t *schema;
     int64_t order; /* definition order, for store.buckets */
-    char *sql_get;      /* SELECT _doc … WHERE key = ?1 */
     char *sql_get_row;  /* SELECT _rowid, _doc … WHERE key = ?1 */
     char *sql_insert;   /* INSERT … (_doc, columns…) VALUES (?1, ?3…) */
     char *sql_update;   /* UPDATE … SET _doc = ?1, columns… = ?3… WHERE _rowid = ?2 */

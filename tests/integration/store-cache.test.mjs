@@ -59,6 +59,14 @@ describe('record cache', () => {
     assert.equal(await get('rc2'), null);
     await c.ok('store.insert', { bucket: 'products', data: { id: 'rc2', title: 'Again', price: 3 } });
     assert.equal((await get('rc2')).title, 'Again');
+    // The cache now holds the new row; updates and deletes find their row through it.
+    await c.ok('store.update', { bucket: 'products', key: 'rc2', data: { price: 4 } });
+    const rows = await c.ok('store.where', { bucket: 'products', filter: { id: 'rc2' } });
+    assert.deepEqual(rows.map((r) => [r.title, r.price, r._version]), [['Again', 4, 2]]);
+    assert.equal((await get('rc2')).price, 4);
+    await get('rc2');
+    await c.ok('store.delete', { bucket: 'products', key: 'rc2' });
+    assert.equal(await c.ok('store.count', { bucket: 'products', filter: { id: 'rc2' } }), 0);
   });
 
   test('a committed transaction is seen; a failed one leaves the cached record as it was', T, async () => {
