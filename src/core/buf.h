@@ -22,7 +22,15 @@ void buf_cleanup(buf_t *b);
 /* Appends n bytes. Returns 0, or -1 (and appends nothing) when the cap would be passed. */
 int buf_append(buf_t *b, const void *p, size_t n);
 int buf_append_str(buf_t *b, const char *s);
-int buf_append_char(buf_t *b, char c);
+/* Inline: JSON writing appends one character at a time between strings. */
+static inline int buf_append_char(buf_t *b, char c) {
+    if (b->len + 2 <= b->cap && (!b->max || b->len < b->max)) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return buf_append(b, &c, 1);
+}
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 

@@ -7,8 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 1 for the bytes a JSON string must escape: '"', '\\' and the controls below 0x20. */
+static const unsigned char must_escape[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+};
+
 void json_write_string(buf_t *out, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
+    /* Most strings (ids, names, currencies, keys) need no escape: one copy. */
+    size_t clean = 0;
+    while (clean < len && !must_escape[(unsigned char)s[clean]]) clean++;
+    if (clean == len) {
+        char *p = buf_reserve(out, len + 2);
+        if (!p) return;
+        p[0] = '"';
+        memcpy(p + 1, s, len);
+        p[len + 1] = '"';
+        buf_commit(out, len + 2);
+        return;
+    }
     buf_append_char(out, '"');
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
@@ -88,12 +107,13 @@ void json_write(buf_t *out, const json_t *v) {
     case JSON_OBJECT: {
         buf_append_char(out, '{');
         const char *key;
+        size_t klen;
         json_t *val;
         int first = 1;
-        json_object_foreach((json_t *)v, key, val) {
+        json_object_keylen_foreach((json_t *)v, key, klen, val) {
             if (!first) buf_append_char(out, ',');
             first = 0;
-            json_write_string(out, key, strlen(key));
+            json_write_string(out, key, klen);
             buf_append_char(out, ':');
             json_write(out, val);
         }

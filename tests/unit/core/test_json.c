@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/json.h"
@@ -51,6 +52,26 @@ Test(json_write, int_appends_digits_to_what_is_there) {
 
 Test(json_write, strings_escape_only_what_json_requires) {
     check(json_string("a\"b\\c\n\t\x01 é"), "\"a\\\"b\\\\c\\n\\t\\u0001 é\"");
+    /* Every ASCII byte alone: escaped exactly when JSON requires it. */
+    for (int c = 1; c < 0x80; c++) {
+        char in[2] = {(char)c, 0}, want[16];
+        if (c == '"') snprintf(want, sizeof want, "\"\\\"\"");
+        else if (c == '\\') snprintf(want, sizeof want, "\"\\\\\"");
+        else if (c == '\b') snprintf(want, sizeof want, "\"\\b\"");
+        else if (c == '\f') snprintf(want, sizeof want, "\"\\f\"");
+        else if (c == '\n') snprintf(want, sizeof want, "\"\\n\"");
+        else if (c == '\r') snprintf(want, sizeof want, "\"\\r\"");
+        else if (c == '\t') snprintf(want, sizeof want, "\"\\t\"");
+        else if (c < 0x20) snprintf(want, sizeof want, "\"\\u%04x\"", c);
+        else snprintf(want, sizeof want, "\"%c\"", c);
+        buf_t b;
+        buf_init(&b, 0);
+        json_write_string(&b, in, 1);
+        cr_assert_str_eq(buf_cstr(&b), want, "byte 0x%02x", c);
+        buf_cleanup(&b);
+    }
+    /* A clean prefix, then an escape: the slow path continues where the scan stopped. */
+    check(json_string("order-123\u00e9\ttail"), "\"order-123\u00e9\\ttail\"");
 }
 
 Test(json_write, objects_keep_insertion_order) {
