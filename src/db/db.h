@@ -88,6 +88,9 @@ int db_begin(db_t *db, err_t *err);
 int db_commit(db_t *db, err_t *err);
 void db_rollback(db_t *db);
 bool db_in_transaction(const db_t *db);
+/* Whether SQLite still has a transaction open on the connection: after some errors (a
+ * full disk, an I/O error) it rolls the whole transaction back by itself. */
+bool db_transaction_alive(const db_t *db);
 
 /* Appends a double-quoted SQL identifier (names are checked by their owners; quotes
  * inside are doubled all the same). */

@@ -357,6 +357,7 @@ bool db_is_constraint_error(const db_t *db) { return (db->last_rc & 0xff) == SQL
 int64_t db_last_insert_rowid(db_t *db) { return sqlite3_last_insert_rowid(db->conn); }
 int db_changes(db_t *db) { return sqlite3_changes(db->conn); }
 bool db_in_transaction(const db_t *db) { return db->in_tx; }
+bool db_transaction_alive(const db_t *db) { return !sqlite3_get_autocommit(db->conn); }
 
 static int db_simple(db_t *db, const char *sql, err_t *err) {
     db_stmt_t *st = db_prepare(db, sql, err);

@@ -248,13 +248,15 @@ static void bucket_retire(store_t *st, bucket_t *b) {
 }
 
 static void changes_add(store_t *st, bucket_t *b, change_kind_t kind, json_t *key, json_t *before,
-                        json_t *after) {
+                        json_t *after, int64_t rowid) {
     cache_forget(st, b, key);
     changes_t *c = &st->changes;
     if (c->count == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 8;
         c->items = xrealloc(c->items, c->cap * sizeof *c->items);
+        c->rowids = xrealloc(c->rowids, c->cap * sizeof *c->rowids);
     }
+    c->rowids[c->count] = rowid;
     store_change_t *ch = &c->items[c->count++];
     ch->bucket = b->name;
     ch->kind = kind;
@@ -275,7 +277,6 @@ static void changes_free_items(changes_t *c) {
 
 static void changes_reset(store_t *st) { changes_free_items(&st->changes); }
 
-
 static void changes_emit(store_t *st) {
     if (st->changes.count == 0) return;
     /* Listeners may write to the store themselves (rule actions), which collects a new
@@ -287,9 +288,10 @@ static void changes_emit(store_t *st) {
     changes_free_items(&mine);
     if (st->changes.items == NULL) {
         mine.count = 0;
-        st->changes = mine; /* keep the array for the next write */
+        st->changes = mine; /* keep the arrays for the next write */
     } else {
         free(mine.items);
+        free(mine.rowids);
     }
 }
 
@@ -322,24 +324,55 @@ void store_unlisten(store_t *st, store_listener_fn fn, void *udata) {
  * back to its savepoint only. Change sets are kept, one per write, and offered to the
  * listeners after the commit; the realtime layer holds answers until then too, so
  * nothing is acknowledged before it is durable. Without group commit (tests, tools)
- * every write commits on its own. */
+ * every write commits on its own.
+ *
+ * A write that only inserts, updates and deletes records by key (every checkout, most
+ * writes) runs without a savepoint: it is undone, if it fails halfway, by writing back
+ * the rows its change set recorded (undo_changes). A savepoint makes SQLite copy every
+ * page a write touches into a journal first, whether or not the write fails; that copy
+ * was about 10 % of a checkout. Writes whose effects are not all in their change set
+ * keep the savepoint: a clear, and inserts into a bucket with an autoincrement field
+ * (the counter is a row of its own). When a write cannot be undone (a statement of the
+ * undo fails, or SQLite has already rolled the transaction back after an I/O error),
+ * the whole batch is rolled back and every write of the turn fails (batch_fail). */
 
-static int tx_begin(store_t *st, err_t *err) {
+static void undo_changes(store_t *st);
+
+static int tx_begin(store_t *st, bool undoable, err_t *err) {
     changes_reset(st);
+    if (st->batch_failed) { /* until the loop ends the turn with store_batch_commit */
+        err_set(err, ERR_INTERNAL, "Database error");
+        return -1;
+    }
     st->tx_active = true; /* until tx_commit or tx_abort */
     if (!st->group_commit) return db_begin(st->db, err);
     if (!st->batch_open) {
         if (db_begin(st->db, err) < 0) return -1;
         st->batch_open = true;
     }
-    return db_savepoint(st->db, err);
+    st->undo_mode = undoable;
+    return undoable ? 0 : db_savepoint(st->db, err);
 }
 
 static void tx_abort(store_t *st) {
     st->tx_active = false;
-    if (st->group_commit && st->batch_open) db_rollback_to(st->db);
-    else db_rollback(st->db);
+    if (st->group_commit && st->batch_open) {
+        if (st->undo_mode) undo_changes(st);
+        else db_rollback_to(st->db);
+    } else {
+        db_rollback(st->db);
+    }
     changes_reset(st);
+}
+
+/* The batch's database transaction is gone or cannot be trusted: roll it back now, and
+ * let store_batch_commit report the failure for every write of the turn. */
+static void batch_fail(store_t *st, const char *why) {
+    log_error("store.batch_failed", "error=\"%s\"", why);
+    if (db_transaction_alive(st->db)) db_rollback(st->db);
+    st->batch_open = false;
+    st->batch_failed = true;
+    cache_clear(st); /* it may hold records the batch wrote */
 }
 
 static int tx_commit(store_t *st, err_t *err) {
@@ -353,7 +386,7 @@ static int tx_commit(store_t *st, err_t *err) {
         changes_emit(st);
         return 0;
     }
-    if (db_release(st->db, err) < 0) {
+    if (!st->undo_mode && db_release(st->db, err) < 0) {
         tx_abort(st);
         return -1;
     }
@@ -378,6 +411,10 @@ static int tx_commit(store_t *st, err_t *err) {
 void store_set_group_commit(store_t *st, bool on) { st->group_commit = on; }
 
 int store_write_begin(store_t *st, err_t *err) {
+    if (st->batch_failed) {
+        err_set(err, ERR_INTERNAL, "Database error");
+        return -1;
+    }
     if (!st->group_commit || st->batch_open || db_in_transaction(st->db)) return 0;
     if (db_begin(st->db, err) < 0) return -1;
     st->batch_open = true;
@@ -388,19 +425,26 @@ void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata) {
     st->on_commit = fn;
     st->on_commit_udata = udata;
 }
-bool store_batch_open(const store_t *st) { return st->batch_open; }
+/* A failed batch counts as open until store_batch_commit has reported it. */
+bool store_batch_open(const store_t *st) { return st->batch_open || st->batch_failed; }
 
 int store_batch_commit(store_t *st, err_t *err) {
-    if (!st->batch_open) return 0;
+    if (!st->batch_open && !st->batch_failed) return 0;
+    bool failed = st->batch_failed; /* already rolled back by batch_fail */
     st->batch_open = false;
+    st->batch_failed = false;
     changes_t mine = st->batch;
     size_t *bounds = st->bounds;
     size_t nb = st->bound_count;
     memset(&st->batch, 0, sizeof st->batch);
     st->bounds = NULL;
     st->bound_count = st->bound_cap = 0;
-    int rc = db_commit(st->db, err);
-    if (rc < 0) {
+    int rc;
+    if (failed) {
+        if (db_transaction_alive(st->db)) db_rollback(st->db);
+        err_set(err, ERR_INTERNAL, "Database error");
+        rc = -1;
+    } else if ((rc = db_commit(st->db, err)) < 0) {
         db_rollback(st->db);
         cache_clear(st); /* it may hold records the batch wrote */
     }
@@ -457,6 +501,7 @@ static void bucket_free(bucket_t *b) {
     free(b->name);
     free(b->sql_get_row);
     free(b->sql_insert);
+    free(b->sql_insert_row);
     free(b->sql_update);
     free(b->sql_delete);
     free(b->table);
@@ -513,15 +558,19 @@ static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) 
     buf_printf(&t, "SELECT _rowid, _doc FROM %s WHERE %s = ?1", b->table, k.data);
     b->sql_get_row = buf_take(&t, NULL);
     b->cols = bucket_columns(schema, &b->ncols);
-    buf_printf(&t, "INSERT INTO %s(_doc", b->table);
-    for (size_t i = 0; i < b->ncols; i++) {
-        buf_append_char(&t, ',');
-        db_quote_ident(&t, b->cols[i]);
+    for (int with_rowid = 0; with_rowid <= 1; with_rowid++) {
+        buf_printf(&t, "INSERT INTO %s(_doc%s", b->table, with_rowid ? ", _rowid" : "");
+        for (size_t i = 0; i < b->ncols; i++) {
+            buf_append_char(&t, ',');
+            db_quote_ident(&t, b->cols[i]);
+        }
+        buf_append_str(&t, with_rowid ? ") VALUES (?1, ?2" : ") VALUES (?1");
+        for (size_t i = 0; i < b->ncols; i++) buf_printf(&t, ",?%zu", i + 3);
+        buf_append_char(&t, ')');
+        *(with_rowid ? &b->sql_insert_row : &b->sql_insert) = buf_take(&t, NULL);
     }
-    buf_append_str(&t, ") VALUES (?1");
-    for (size_t i = 0; i < b->ncols; i++) buf_printf(&t, ",?%zu", i + 3);
-    buf_append_char(&t, ')');
-    b->sql_insert = buf_take(&t, NULL);
+    for (size_t i = 0; i < schema->field_count; i++)
+        b->autoincrement |= schema->fields[i].generated == GEN_AUTOINCREMENT;
     /* SQLite rewrites the entries of every index whose column an UPDATE sets, even to
      * the same value; most updates (stock, balance, status) leave indexed fields as
      * they were and use the statement that does not set them. */
@@ -1373,7 +1422,7 @@ static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_o
         json_decref(rec);
         return -1;
     }
-    changes_add(st, b, CHANGE_INSERT, key, NULL, rec);
+    changes_add(st, b, CHANGE_INSERT, key, NULL, rec, db_last_insert_rowid(st->db));
     json_decref(rec);
     return 0;
 }
@@ -1449,10 +1498,19 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
         }
     }
     int rc = write_doc(st, b, sql, rec, rowid, out, err);
-    if (rc == 0) changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec);
+    if (rc == 0) changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec, rowid);
     json_decref(cur);
     json_decref(rec);
     return rc;
+}
+
+static int row_delete(store_t *st, bucket_t *b, int64_t rowid, err_t *err) {
+    db_stmt_t *q = db_prepare(st->db, b->sql_delete, err);
+    if (!q) return -1;
+    db_bind_int(q, 1, rowid);
+    db_step_t r = db_step(q, err);
+    db_done(q);
+    return r == DB_ERROR ? -1 : row_write_check(st, b, rowid, err);
 }
 
 static int op_delete(store_t *st, bucket_t *b, const json_t *key, const json_t *expected,
@@ -1466,23 +1524,42 @@ static int op_delete(store_t *st, bucket_t *b, const json_t *key, const json_t *
         return -1;
     }
     if (cur) {
-        db_stmt_t *q = db_prepare(st->db, b->sql_delete, err);
-        if (!q) {
+        if (row_delete(st, b, rowid, err) < 0) {
             json_decref(cur);
             return -1;
         }
-        db_bind_int(q, 1, rowid);
-        db_step_t r = db_step(q, err);
-        db_done(q);
-        if (r == DB_ERROR || row_write_check(st, b, rowid, err) < 0) {
-            json_decref(cur);
-            return -1;
-        }
-        changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL);
+        changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL, rowid);
         json_decref(cur);
     }
     if (out) buf_append_str(out, "{\"deleted\":true}");
     return 0;
+}
+
+/* Writes back, newest first, the rows the write in progress changed (see tx_begin). The
+ * change set holds each record as it was and the row it was in; deleted rows go back
+ * under their old row id, so insertion order (`first`, `last`, `all`) is kept. */
+static void undo_changes(store_t *st) {
+    changes_t *c = &st->changes;
+    err_t e = ERR_INIT;
+    int rc = db_transaction_alive(st->db) ? 0 : -1;
+    if (rc < 0) err_set(&e, ERR_INTERNAL, "the database ended the transaction");
+    for (size_t i = c->count; rc == 0 && i-- > 0;) {
+        const store_change_t *ch = &c->items[i];
+        bucket_t *b = strmap_get(&st->buckets, ch->bucket);
+        int64_t rowid = c->rowids[i];
+        if (!b) {
+            err_set(&e, ERR_INTERNAL, "bucket %s is gone", ch->bucket);
+            rc = -1;
+        } else if (ch->kind == CHANGE_INSERT) {
+            rc = row_delete(st, b, rowid, &e);
+        } else {
+            const char *sql = ch->kind == CHANGE_UPDATE ? b->sql_update : b->sql_insert_row;
+            rc = write_doc(st, b, sql, ch->before, rowid, NULL, &e);
+        }
+        if (b) cache_forget(st, b, ch->key);
+    }
+    if (rc < 0) batch_fail(st, e.msg);
+    err_clear(&e);
 }
 
 static int op_clear(store_t *st, bucket_t *b, buf_t *out, err_t *err) {
@@ -1497,7 +1574,7 @@ static int op_clear(store_t *st, bucket_t *b, buf_t *out, err_t *err) {
         size_t n;
         const char *doc = db_column_text(q, 0, &n);
         json_t *cur = doc_parse(doc, n);
-        if (cur) changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL);
+        if (cur) changes_add(st, b, CHANGE_DELETE, json_object_get(cur, b->schema->key), cur, NULL, 0);
         json_decref(cur);
     }
     db_done(q);
@@ -1551,7 +1628,8 @@ int store_execute_as(store_t *st, const char *op, const json_t *req, const store
         err_set(err, ERR_UNKNOWN_OPERATION, "Unknown operation \"store.%s\"", op);
         return -1;
     }
-    if (tx_begin(st, err) < 0) return -1;
+    bool undoable = strcmp(op, "clear") != 0 && !(b->autoincrement && strcmp(op, "insert") == 0);
+    if (tx_begin(st, undoable, err) < 0) return -1; /* see tx_begin for undoable */
     size_t mark = out->len;
     if (write_dispatch(st, b, op, req, owner, out, err) < 0 || tx_commit(st, err) < 0) {
         tx_abort(st);
@@ -1628,15 +1706,19 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
         return -1;
     }
     const char **ops = xmalloc(n * sizeof *ops);
+    bool undoable = true; /* see tx_begin */
     for (size_t i = 0; i < n; i++) {
-        if (tx_op_check(json_array_get(operations, i), i, &ops[i], err) < 0) {
+        const json_t *o = json_array_get(operations, i);
+        if (tx_op_check(o, i, &ops[i], err) < 0) {
             tx_error_index(err, i);
             free(ops);
             return -1;
         }
+        const bucket_t *b = strmap_get(&st->buckets, req_string(o, "bucket"));
+        if (b && b->autoincrement && strcmp(ops[i], "insert") == 0) undoable = false;
     }
     size_t mark = out->len;
-    if (tx_begin(st, err) < 0) {
+    if (tx_begin(st, undoable, err) < 0) {
         free(ops);
         return -1;
     }
@@ -1706,7 +1788,7 @@ int store_seed(store_t *st, const json_t *seed, err_t *err) {
         empty = !(db_step(q, err) == DB_ROW && db_column_int(q, 0));
         db_done(q);
     }
-    if (tx_begin(st, err) < 0) return -1;
+    if (tx_begin(st, false, err) < 0) return -1;
     m = db_prepare(st->db, "INSERT INTO _shopd_meta(key, value) VALUES ('seeded', ?1)", err);
     if (!m) {
         tx_abort(st);
@@ -1857,6 +1939,7 @@ void store_close(store_t *st) {
     store_queries_free(st);
     changes_reset(st);
     free(st->changes.items);
+    free(st->changes.rowids);
     changes_free_items(&st->batch);
     free(st->batch.items);
     free(st->bounds);

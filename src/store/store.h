@@ -88,6 +88,9 @@ void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata);
  * write is committed — and its answer released — with the others of the loop turn
  * instead of paying for a commit of its own. Without group commit it does nothing. */
 int store_write_begin(store_t *st, err_t *err);
+/* True while a batch waits for store_batch_commit, which also reports a batch that was
+ * rolled back during the turn (a write that could not be undone): then it returns -1
+ * and the commit callback gets -1, and until then every write is refused. */
 bool store_batch_open(const store_t *st);
 int store_batch_commit(store_t *st, err_t *err);
 

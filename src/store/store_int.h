@@ -12,6 +12,7 @@ typedef struct {
     int64_t order; /* definition order, for store.buckets */
     char *sql_get_row;  /* SELECT _rowid, _doc … WHERE key = ?1 */
     char *sql_insert;   /* INSERT … (_doc, columns…) VALUES (?1, ?3…) */
+    char *sql_insert_row; /* the same with _rowid = ?2: puts a deleted row back */
     char *sql_update;   /* UPDATE … SET _doc = ?1, columns… = ?3… WHERE _rowid = ?2 */
     char *sql_update_unindexed; /* the same without the indexed columns (they keep their values) */
     char *sql_delete;   /* DELETE … WHERE _rowid = ?1 */
@@ -21,6 +22,7 @@ typedef struct {
     const char **indexed; /* the columns an index covers: the key, unique fields, indexes */
     size_t nindexed;
     strmap_t cache; /* record cache: cache key (see cache_key) → cached_doc_t */
+    bool autoincrement; /* a field is generated: autoincrement (its counter is a row too) */
 } bucket_t;
 
 typedef struct {
@@ -38,6 +40,7 @@ typedef struct listener {
 /* The change set being collected by the write in progress. */
 typedef struct {
     store_change_t *items;
+    int64_t *rowids; /* the row each change wrote (for undoing the write in progress) */
     size_t count, cap;
 } changes_t;
 
@@ -52,6 +55,8 @@ struct store {
     uint64_t def_version; /* bumped by every change of a bucket or query definition */
     bool group_commit;    /* writes join one database transaction until store_batch_commit */
     bool batch_open;
+    bool batch_failed;    /* rolled back mid-turn: store_batch_commit fails the turn's writes */
+    bool undo_mode;       /* the write in progress runs without a savepoint (see tx_begin) */
     changes_t batch;      /* committed-to-the-batch changes, in order */
     size_t *bounds;       /* end index in `batch` of each write's change set */
     size_t bound_count, bound_cap;

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "store/store.h"
 
 static store_t *st;
@@ -60,6 +62,33 @@ static int run(const char *op, const char *req_json, err_t *err) {
     return rc;
 }
 
+static int run_tx(const char *ops_json, err_t *err) {
+    json_t *ops = json_loads(ops_json, 0, NULL);
+    buf_t out;
+    buf_init(&out, 0);
+    int rc = store_transaction(st, ops, &out, err);
+    buf_cleanup(&out);
+    json_decref(ops);
+    return rc;
+}
+
+static int count_items(void) {
+    err_t err = ERR_INIT;
+    buf_t out;
+    buf_init(&out, 0);
+    json_t *req = json_loads("{\"bucket\":\"items\"}", 0, NULL);
+    cr_assert_eq(store_execute(st, "count", req, &out, &err), 0, "%s", err.msg);
+    int n = atoi(buf_cstr(&out));
+    json_decref(req);
+    buf_cleanup(&out);
+    return n;
+}
+
+/* Inserts x, then fails validation on a. */
+static const char insert_x_then_fail[] =
+    "[{\"op\":\"insert\",\"bucket\":\"items\",\"data\":{\"id\":\"x\"}},"
+    "{\"op\":\"update\",\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"n\":-1}}]";
+
 Test(group_commit, change_sets_wait_for_the_commit_one_per_write) {
     err_t err = ERR_INIT;
     cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
@@ -75,23 +104,12 @@ Test(group_commit, change_sets_wait_for_the_commit_one_per_write) {
 Test(group_commit, a_failed_write_rolls_back_alone) {
     err_t err = ERR_INIT;
     cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
-    json_t *ops = json_loads("[{\"op\":\"insert\",\"bucket\":\"items\",\"data\":{\"id\":\"x\"}},"
-                             "{\"op\":\"update\",\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"n\":-1}}]",
-                             0, NULL);
-    buf_t out;
-    buf_init(&out, 0);
-    cr_assert_eq(store_transaction(st, ops, &out, &err), -1);
+    cr_assert_eq(run_tx(insert_x_then_fail, &err), -1);
     err_clear(&err);
     cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"c\",\"n\":3}}", &err), 0);
     cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
     cr_assert_eq(sets_seen, 2, "the failed transaction offers nothing");
-    buf_reset(&out);
-    json_t *req = json_loads("{\"bucket\":\"items\"}", 0, NULL);
-    cr_assert_eq(store_execute(st, "count", req, &out, &err), 0);
-    cr_assert_str_eq(buf_cstr(&out), "2", "a and c are stored, x is not");
-    json_decref(req);
-    json_decref(ops);
-    buf_cleanup(&out);
+    cr_assert_eq(count_items(), 2, "a and c are stored, x is not");
 }
 
 Test(group_commit, a_closed_store_keeps_the_batch) {
@@ -116,4 +134,81 @@ Test(group_commit, redefining_a_bucket_commits_the_batch_first) {
     json_decref(def);
     cr_assert_not(store_batch_open(st));
     cr_assert_eq(sets_seen, 1);
+}
+
+static int commit_rc = 1;
+static void on_commit(void *udata, int rc, const err_t *err) {
+    (void)udata;
+    (void)err;
+    commit_rc = rc;
+}
+
+/* A failed write is undone by writing its rows back (no savepoint). When that cannot be
+ * done, the whole batch is rolled back and reported failed, and writes wait for that. */
+Test(group_commit, a_write_that_cannot_be_undone_fails_the_whole_batch) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/shopd.db", dir);
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other,
+                              "CREATE TRIGGER keep_x BEFORE DELETE ON items WHEN old.id = 'x' "
+                              "BEGIN SELECT RAISE(ABORT, 'x stays'); END",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(other);
+    store_on_batch_commit(st, on_commit, NULL);
+    err_t err = ERR_INIT;
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
+    /* Undoing the insert of x means deleting x, which the trigger refuses. */
+    cr_assert_eq(run_tx(insert_x_then_fail, &err), -1);
+    cr_assert_eq(err.code, ERR_VALIDATION, "the write's own error is its answer: %s", err.msg);
+    err_clear(&err);
+    cr_assert(store_batch_open(st), "the failure waits to be reported");
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"b\",\"n\":2}}", &err), -1);
+    cr_assert_eq(err.code, ERR_INTERNAL, "writes are refused until then");
+    err_clear(&err);
+    cr_assert_eq(store_batch_commit(st, &err), -1);
+    cr_assert_eq(commit_rc, -1, "the commit callback hears of it");
+    err_clear(&err);
+    cr_assert_not(store_batch_open(st));
+    cr_assert_eq(sets_seen, 0, "nothing of the batch is offered");
+    cr_assert_eq(count_items(), 0, "a, written before in the same batch, is rolled back too");
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"b\",\"n\":2}}", &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    cr_assert_eq(commit_rc, 0);
+    cr_assert_eq(count_items(), 1);
+}
+
+/* Undone writes leave rows exactly as they were, deleted rows in their old place. */
+Test(group_commit, an_undone_write_puts_back_updated_and_deleted_rows) {
+    err_t err = ERR_INIT;
+    for (const char *id = "abc"; *id; id++) {
+        char req[96];
+        snprintf(req, sizeof req, "{\"bucket\":\"items\",\"data\":{\"id\":\"%c\",\"n\":1}}", *id);
+        cr_assert_eq(run("insert", req, &err), 0, "%s", err.msg);
+    }
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    buf_t before, after;
+    buf_init(&before, 0);
+    buf_init(&after, 0);
+    json_t *all = json_loads("{\"bucket\":\"items\"}", 0, NULL);
+    cr_assert_eq(store_execute(st, "all", all, &before, &err), 0);
+    cr_assert_eq(
+        run_tx("[{\"op\":\"update\",\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"n\":5}},"
+               "{\"op\":\"delete\",\"bucket\":\"items\",\"key\":\"b\"},"
+               "{\"op\":\"insert\",\"bucket\":\"items\",\"data\":{\"id\":\"d\",\"n\":1}},"
+               "{\"op\":\"update\",\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"n\":6}},"
+               "{\"op\":\"insert\",\"bucket\":\"items\",\"data\":{\"id\":\"c\",\"n\":1}}]",
+               &err),
+        -1);
+    cr_assert_eq(err.code, ERR_ALREADY_EXISTS, "%s", err.msg);
+    err_clear(&err);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_execute(st, "all", all, &after, &err), 0);
+    cr_assert_str_eq(buf_cstr(&after), buf_cstr(&before),
+                     "records, versions and order are as before");
+    json_decref(all);
+    buf_cleanup(&before);
+    buf_cleanup(&after);
 }
