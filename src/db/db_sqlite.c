@@ -65,7 +65,7 @@ typedef struct {
     int pages;   /* WAL size when the checkpoint was asked for */
 } checkpointer_t;
 
-enum { DB_RECENT_SLOTS = 64 };
+enum { DB_RECENT_SLOTS = 128 };
 
 struct db {
     sqlite3 *conn;
@@ -255,7 +255,9 @@ int db_exec(db_t *db, const char *sql, err_t *err) {
 }
 
 db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
-    size_t slot = ((uintptr_t)sql >> 4) % DB_RECENT_SLOTS;
+    /* Fibonacci hashing of the address: allocations of one size class sit at regular
+     * strides, which a plain modulo would pile onto a few slots. */
+    size_t slot = (size_t)(((uint64_t)(uintptr_t)sql * 0x9E3779B97F4A7C15ull) >> 57); /* 0..127 */
     db_stmt_t *st = db->recent[slot].sql == sql ? db->recent[slot].st : NULL;
     if (!st || strcmp(st->sql, sql) != 0) st = strmap_get(&db->stmts, sql);
     if (st) {
