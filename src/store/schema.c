@@ -633,7 +633,7 @@ static void record_normalise(const schema_t *s, json_t *rec) {
         json_t *v = json_object_get(rec, f->name);
         json_int_t n;
         if (f->type == FIELD_INTEGER && json_is_real(v) && value_integral(v, &n))
-            json_object_set_new(rec, f->name, json_integer(n));
+            json_object_set_new_nocheck(rec, f->name, json_integer(n));
     }
 }
 
@@ -1296,14 +1296,14 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
             bool container = json_is_object(f->default_value) || json_is_array(f->default_value);
             v = container ? json_deep_copy(f->default_value) : json_incref(f->default_value);
         }
-        if (v) json_object_set_new(rec, f->name, v);
+        if (v) json_object_set_new_nocheck(rec, f->name, v); /* names were checked at compile */
     }
     const char *k;
     size_t klen;
     json_t *v;
     json_object_keylen_foreach((json_t *)data, k, klen, v) {
         if (k[0] == '_' || strlen(k) != klen || schema_field_get(s, k)) continue;
-        json_object_set(rec, k, v);
+        json_object_set_nocheck(rec, k, v); /* a key of a parsed object: valid UTF-8 */
     }
     return record_finish(s, rec, json_array(), err);
 }

@@ -1310,9 +1310,9 @@ out:
 /* ---- writes (inside a transaction) ---- */
 
 static json_t *meta_stamp(json_t *rec, int64_t version, int64_t created, int64_t updated) {
-    json_object_set_new(rec, "_version", json_integer(version));
-    json_object_set_new(rec, "_createdAt", json_integer(created));
-    json_object_set_new(rec, "_updatedAt", json_integer(updated));
+    json_object_set_new_nocheck(rec, "_version", json_integer(version));
+    json_object_set_new_nocheck(rec, "_createdAt", json_integer(created));
+    json_object_set_new_nocheck(rec, "_updatedAt", json_integer(updated));
     return rec;
 }
 
