@@ -540,15 +540,18 @@ static bool enum_has(const json_t *values, const json_t *v) {
  * backtracking budget counts as no match: the write is refused, the server is not
  * stalled by a pathological pattern. */
 static bool pattern_matches(void *code, const char *s, size_t n) {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
-    pcre2_match_context *mc = pcre2_match_context_create(NULL);
-    if (!md || !mc) abort();
-    pcre2_set_match_limit(mc, SCHEMA_MATCH_LIMIT);
-    pcre2_set_depth_limit(mc, SCHEMA_DEPTH_LIMIT);
-    int rc = pcre2_match(code, (PCRE2_SPTR)s, n, 0, 0, md, mc);
-    pcre2_match_context_free(mc);
-    pcre2_match_data_free(md);
-    return rc >= 0;
+    /* Made once per thread (a checkout matches about 15 patterns): only whether it
+     * matched is read, so one pair of offsets is enough for every pattern. */
+    static _Thread_local pcre2_match_data *md;
+    static _Thread_local pcre2_match_context *mc;
+    if (!mc) {
+        md = pcre2_match_data_create(1, NULL);
+        mc = pcre2_match_context_create(NULL);
+        if (!md || !mc) abort();
+        pcre2_set_match_limit(mc, SCHEMA_MATCH_LIMIT);
+        pcre2_set_depth_limit(mc, SCHEMA_DEPTH_LIMIT);
+    }
+    return pcre2_match(code, (PCRE2_SPTR)s, n, 0, 0, md, mc) >= 0;
 }
 
 /* Checks a present, non-null value against field f. `subject` starts each message

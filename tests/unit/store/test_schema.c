@@ -848,6 +848,9 @@ Test(schema_constraints, pattern_is_unanchored_unless_it_anchors_itself) {
     expect_value("{\"type\":\"string\",\"pattern\":\"^[A-Z]{3}-[0-9]+$\"}", "\" SKU-123\"", false);
     expect_message("{\"type\":\"string\",\"pattern\":\"^[0-9]+$\"}", "\"12a\"", "pattern",
                    "Field \"v\" must match the pattern /^[0-9]+$/");
+    /* Capture groups: a match is a match however many groups the pattern has. */
+    expect_value("{\"type\":\"string\",\"pattern\":\"^(a)(b)((c)|(d))$\"}", "\"abd\"", true);
+    expect_value("{\"type\":\"string\",\"pattern\":\"^(a)(b)((c)|(d))$\"}", "\"abe\"", false);
 }
 
 Test(schema_constraints, pattern_follows_javascript_where_pcre_differs) {
