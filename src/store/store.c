@@ -56,6 +56,20 @@ static const db_migration_t migrations[] = {
      "  created_at INTEGER NOT NULL);"},
     {3, "store metadata",
      "CREATE TABLE _shopd_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"},
+    /* Nothing reads the event log by id or topic, yet its two indexes cost every event
+     * two more B-tree writes, and every prune (deleting the oldest rows) deletes from both
+     * at scattered places: 17 k instructions per event. The AUTOINCREMENT counter is
+     * carried over, so ids keep counting. */
+    {4, "event log without unused indexes",
+     "CREATE TABLE _shopd_events_new ("
+     "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, topic TEXT NOT NULL,"
+     "  data TEXT NOT NULL, timestamp INTEGER NOT NULL, correlation_id TEXT, causation_id TEXT);"
+     "INSERT INTO _shopd_events_new SELECT seq, id, topic, data, timestamp, correlation_id,"
+     "  causation_id FROM _shopd_events;"
+     "DELETE FROM sqlite_sequence WHERE name = '_shopd_events_new';"
+     "UPDATE sqlite_sequence SET name = '_shopd_events_new' WHERE name = '_shopd_events';"
+     "DROP TABLE _shopd_events;"
+     "ALTER TABLE _shopd_events_new RENAME TO _shopd_events;"},
 };
 #define MIGRATION_COUNT (sizeof migrations / sizeof migrations[0])
 
