@@ -315,11 +315,9 @@ static int read_op(shop_ctx_t *c, const char *op, json_t *req, json_t **out) {
     return rc;
 }
 
+/* *out is shared with the store's record cache: read it, never change it. */
 int shop_get(shop_ctx_t *c, const char *bucket, const char *key, json_t **out) {
-    json_t *req = json_object();
-    shop_set_str(req, "bucket", bucket);
-    shop_set_str(req, "key", key);
-    return read_op(c, "get", req, out);
+    return store_get_shared(c->s->st, bucket, key, out, c->err);
 }
 
 int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out) {

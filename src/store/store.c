@@ -162,9 +162,11 @@ static void bucket_free(bucket_t *b);
  * so the cache never holds a version older than the database's. It is filled only by
  * gets outside a write, never from a transaction's own uncommitted reads, and emptied
  * when a group commit fails (the batch's writes are undone). Gets restricted to the
- * caller's own records (an `owner` policy) read the database. Bounded: at most
- * STORE_CACHE_MAX_ENTRIES records and STORE_CACHE_MAX_BYTES of text, none larger than
- * STORE_CACHE_MAX_DOC; when full it is emptied and fills again with what is read.
+ * caller's own records (an `owner` policy) read the database. Server-side readers
+ * (store_get_shared) and updates also keep the parsed record in the entry, shared and
+ * never changed. Bounded: at most STORE_CACHE_MAX_ENTRIES records and
+ * STORE_CACHE_MAX_BYTES of text (a tree counts STORE_CACHE_TREE_WEIGHT times its text),
+ * none larger than STORE_CACHE_MAX_DOC; when full it is emptied and fills again.
  * shopd must be the database's only writer while it runs (docs/internals/store.md). */
 
 #define STORE_CACHE_MAX_ENTRIES 10000
@@ -174,9 +176,21 @@ static void bucket_free(bucket_t *b);
 
 typedef struct {
     int64_t rowid; /* so that an update or delete of a cached record skips its lookup */
+    json_t *tree;  /* the parsed record, made on first use (store_get_shared, record_load) */
+    size_t weight; /* what it counts against STORE_CACHE_MAX_BYTES: text, and the tree */
     size_t len;
     char doc[];
 } cached_doc_t;
+
+/* A parsed record takes about this many times its text's size. */
+#define STORE_CACHE_TREE_WEIGHT 4
+
+static size_t cached_free(cached_doc_t *d) {
+    size_t w = d->weight;
+    json_decref(d->tree);
+    free(d);
+    return w;
+}
 
 /* The cache key of a record key: 's' and the string, or 'n' and the number in the form
  * SQLite compares it. False for keys that are not cached (long, or with a NUL). */
@@ -207,10 +221,7 @@ static bool cache_key(const json_t *key, char out[STORE_CACHE_MAX_KEY]) {
 static size_t cache_free_entries(bucket_t *b) {
     size_t it = 0, bytes = 0;
     void *v;
-    while (strmap_next(&b->cache, &it, NULL, &v)) {
-        bytes += ((cached_doc_t *)v)->len;
-        free(v);
-    }
+    while (strmap_next(&b->cache, &it, NULL, &v)) bytes += cached_free(v);
     strmap_cleanup(&b->cache);
     strmap_init(&b->cache);
     return bytes;
@@ -230,27 +241,41 @@ static void cache_forget(store_t *st, bucket_t *b, const json_t *key) {
     cached_doc_t *d = strmap_del(&b->cache, k);
     if (d) {
         st->cache_entries--;
-        st->cache_bytes -= d->len;
-        free(d);
+        st->cache_bytes -= cached_free(d);
     }
 }
 
-static void cache_keep(store_t *st, bucket_t *b, const char *k, int64_t rowid, const char *doc, size_t n) {
-    if (n > STORE_CACHE_MAX_DOC) return;
+static cached_doc_t *cache_keep(store_t *st, bucket_t *b, const char *k, int64_t rowid, const char *doc,
+                               size_t n) {
+    if (n > STORE_CACHE_MAX_DOC) return NULL;
     if (st->cache_entries >= STORE_CACHE_MAX_ENTRIES || st->cache_bytes + n > STORE_CACHE_MAX_BYTES)
         cache_clear(st);
     cached_doc_t *d = xmalloc(sizeof *d + n);
     d->rowid = rowid;
+    d->tree = NULL;
+    d->weight = n;
     d->len = n;
     memcpy(d->doc, doc, n);
     cached_doc_t *old = strmap_put(&b->cache, k, d);
-    if (old) {
-        st->cache_bytes -= old->len;
-        free(old);
-    } else {
-        st->cache_entries++;
-    }
+    if (old) st->cache_bytes -= cached_free(old);
+    else st->cache_entries++;
     st->cache_bytes += n;
+    return d;
+}
+
+static json_t *doc_parse(const char *doc, size_t n);
+
+/* The entry's parsed record, made now if it has none; NULL if the text does not parse.
+ * Shared: everyone who gets it takes a reference and changes nothing in it. */
+static json_t *cached_tree(store_t *st, cached_doc_t *d) {
+    if (!d->tree) {
+        d->tree = doc_parse(d->doc, d->len);
+        if (!d->tree) return NULL;
+        size_t extra = d->len * STORE_CACHE_TREE_WEIGHT;
+        d->weight += extra;
+        st->cache_bytes += extra; /* may pass the bound until the next fill empties the cache */
+    }
+    return d->tree;
 }
 
 /* A bucket leaving the registry (dropped or redefined) takes its cache with it. */
@@ -999,11 +1024,12 @@ static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *row
     /* A cached record is what the database holds: every write forgets the keys it
      * changes, and nothing fills the cache inside a write (store_read_op). */
     char ck[STORE_CACHE_MAX_KEY];
-    const cached_doc_t *d = b->cache.count && cache_key(key, ck) ? strmap_get(&b->cache, ck) : NULL;
-    if (d) {
+    cached_doc_t *d = b->cache.count && cache_key(key, ck) ? strmap_get(&b->cache, ck) : NULL;
+    json_t *tree = d ? cached_tree(st, d) : NULL;
+    if (tree) {
         *rowid_out = d->rowid;
-        *rec_out = doc_parse(d->doc, d->len);
-        if (*rec_out) return 0;
+        *rec_out = json_incref(tree); /* read-only: updates work on a copy (schema_prepare_update) */
+        return 0;
     }
     db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
     if (!q) return -1;
@@ -1626,6 +1652,46 @@ static int write_dispatch(store_t *st, bucket_t *b, const char *op, const json_t
     if (strcmp(op, "delete") == 0) return op_delete(st, b, json_object_get(r, "key"), expected, owner, out, err);
     if (owner && owner->field) return forbidden(err, "clear", b);
     return op_clear(st, b, out, err);
+}
+
+int store_get_shared(store_t *st, const char *bucket, const char *key, json_t **out, err_t *err) {
+    *out = NULL;
+    bucket_t *b = store_bucket_find(st, bucket, err);
+    if (!b) return -1;
+    st->counters.reads++;
+    size_t n = strlen(key);
+    char ck[STORE_CACHE_MAX_KEY];
+    bool cacheable = !st->tx_active && n + 2 <= STORE_CACHE_MAX_KEY;
+    if (cacheable) {
+        ck[0] = 's';
+        memcpy(ck + 1, key, n + 1);
+        cached_doc_t *d = strmap_get(&b->cache, ck);
+        json_t *tree = d ? cached_tree(st, d) : NULL;
+        if (tree) {
+            st->counters.cache_hits++;
+            *out = json_incref(tree);
+            return 0;
+        }
+        st->counters.cache_misses++;
+    }
+    db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
+    if (!q) return -1;
+    db_bind_text(q, 1, key, n);
+    db_step_t r = db_step(q, err);
+    if (r == DB_ROW) {
+        size_t len;
+        const char *doc = db_column_text(q, 1, &len);
+        cached_doc_t *d = cacheable ? cache_keep(st, b, ck, db_column_int(q, 0), doc, len) : NULL;
+        json_t *tree = d ? json_incref(cached_tree(st, d)) : doc_parse(doc, len);
+        if (!tree) {
+            log_error("store.corrupt_record", "bucket=%s key=%s", b->name, key);
+            err_set(err, ERR_INTERNAL, "Internal error");
+            r = DB_ERROR;
+        }
+        *out = tree;
+    }
+    db_done(q);
+    return r == DB_ERROR ? -1 : 0;
 }
 
 int store_execute(store_t *st, const char *op, const json_t *req, buf_t *out, err_t *err) {

@@ -134,6 +134,12 @@ bool store_query_exists(const store_t *st, const char *name);
  * Returns the number of records inserted. */
 int store_seed(store_t *st, const json_t *seed, err_t *err);
 
+/* For server-side code (the shop): the record whose string key is `key`, as a shared
+ * tree. *out gets a reference (NULL when there is no such record) and the tree must not
+ * be changed: it may be the one the record cache keeps for the next reader, and for the
+ * update that follows (docs/internals/store.md). No ownership rules apply. */
+int store_get_shared(store_t *st, const char *bucket, const char *key, json_t **out, err_t *err);
+
 /* ---- operations ----
  * `op` is the operation name without the "store." prefix ("get", "where", …) and
  * `req` the request object holding its fields (bucket, key, data, filter, n, field,
