@@ -159,7 +159,9 @@ static void bucket_free(bucket_t *b);
  * lately is kept per bucket, so a repeated get of a hot record (a product page, a
  * subscribed `get` query) needs no SQLite statement: about half of a get's server
  * time. Every write forgets the keys it changes as it makes the change (changes_add),
- * so the cache never holds a version older than the database's. It is filled only by
+ * so the cache never holds a version older than the database's; an update of a cached
+ * record then puts its new version back (cache_refresh), and an undone write forgets
+ * every key it touched (tx_abort). It is filled only by
  * gets outside a write, never from a transaction's own uncommitted reads, and emptied
  * when a group commit fails (the batch's writes are undone). Gets restricted to the
  * caller's own records (an `owner` policy) read the database. Server-side readers
@@ -267,15 +269,29 @@ static json_t *doc_parse(const char *doc, size_t n);
 
 /* The entry's parsed record, made now if it has none; NULL if the text does not parse.
  * Shared: everyone who gets it takes a reference and changes nothing in it. */
+static void cached_attach(store_t *st, cached_doc_t *d, json_t *tree) {
+    d->tree = tree;
+    size_t extra = d->len * STORE_CACHE_TREE_WEIGHT;
+    d->weight += extra;
+    st->cache_bytes += extra; /* may pass the bound until the next fill empties the cache */
+}
+
 static json_t *cached_tree(store_t *st, cached_doc_t *d) {
     if (!d->tree) {
-        d->tree = doc_parse(d->doc, d->len);
-        if (!d->tree) return NULL;
-        size_t extra = d->len * STORE_CACHE_TREE_WEIGHT;
-        d->weight += extra;
-        st->cache_bytes += extra; /* may pass the bound until the next fill empties the cache */
+        json_t *tree = doc_parse(d->doc, d->len);
+        if (!tree) return NULL;
+        cached_attach(st, d, tree);
     }
     return d->tree;
+}
+
+/* After an update of a record the cache held: the new version replaces the old one, so
+ * the next reader (the next checkout of a hot product) finds it. `doc` is the text just
+ * written. If the write is then undone, tx_abort forgets the entry again. */
+static void cache_refresh(store_t *st, bucket_t *b, const char *ck, int64_t rowid, json_t *rec,
+                          const char *doc, size_t n) {
+    cached_doc_t *d = cache_keep(st, b, ck, rowid, doc, n);
+    if (d) cached_attach(st, d, json_incref(rec));
 }
 
 /* A bucket leaving the registry (dropped or redefined) takes its cache with it. */
@@ -400,6 +416,11 @@ static void tx_abort(store_t *st) {
         else db_rollback_to(st->db);
     } else {
         db_rollback(st->db);
+    }
+    /* An update may have refreshed a cached record with the version now undone. */
+    for (size_t i = 0; i < st->changes.count; i++) {
+        bucket_t *b = strmap_get(&st->buckets, st->changes.items[i].bucket);
+        if (b) cache_forget(st, b, st->changes.items[i].key);
     }
     changes_reset(st);
 }
@@ -1537,8 +1558,14 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
             break;
         }
     }
+    char ck[STORE_CACHE_MAX_KEY];
+    bool refresh = out && b->cache.count && cache_key(key, ck) && strmap_get(&b->cache, ck);
+    size_t mark = out ? out->len : 0;
     int rc = write_doc(st, b, sql, rec, rowid, out, err);
-    if (rc == 0) changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec, rowid);
+    if (rc == 0) {
+        changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec, rowid);
+        if (refresh) cache_refresh(st, b, ck, rowid, rec, out->data + mark, out->len - mark);
+    }
     json_decref(cur);
     json_decref(rec);
     return rc;
@@ -1596,7 +1623,6 @@ static void undo_changes(store_t *st) {
             const char *sql = ch->kind == CHANGE_UPDATE ? b->sql_update : b->sql_insert_row;
             rc = write_doc(st, b, sql, ch->before, rowid, NULL, &e);
         }
-        if (b) cache_forget(st, b, ch->key);
     }
     if (rc < 0) batch_fail(st, e.msg);
     err_clear(&e);
