@@ -147,3 +147,17 @@ char *json_write_dup(const json_t *v, size_t *len_out) {
     json_write(&b, v);
     return buf_take(&b, len_out);
 }
+
+void json_walk_init(json_walk_t *w, const json_t *obj) {
+    w->obj = (json_t *)obj;
+    w->it = json_object_iter(w->obj);
+}
+
+json_t *json_walk_get(json_walk_t *w, const char *name) {
+    if (w->it && strcmp(json_object_iter_key(w->it), name) == 0) {
+        json_t *v = json_object_iter_value(w->it);
+        w->it = json_object_iter_next(w->obj, w->it);
+        return v;
+    }
+    return json_object_get(w->obj, name);
+}

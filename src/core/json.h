@@ -27,6 +27,16 @@ void json_write_string(buf_t *out, const char *s, size_t len);
 void json_write_double(buf_t *out, double d);
 /* Appends the decimal digits of v (no printf). */
 void json_write_int(buf_t *out, int64_t v);
+/* Reads members of one object in the order they were inserted: a get that names the
+ * next member costs a string compare instead of a hash lookup (records are built and
+ * stored in their schema's field order); any other name falls back to json_object_get.
+ * The object must not change during the walk. */
+typedef struct {
+    json_t *obj;
+    void *it;
+} json_walk_t;
+void json_walk_init(json_walk_t *w, const json_t *obj);
+json_t *json_walk_get(json_walk_t *w, const char *name);
 /* Returns a newly allocated NUL-terminated serialisation; *len_out gets its length. */
 char *json_write_dup(const json_t *v, size_t *len_out);
 

@@ -432,11 +432,11 @@ void rules_engine_on_changes(void *udata, const store_changeset_t *cs) {
         rule_t **cands = rules_engine_candidates(r, TRIGGER_STORE, ch->bucket, bit, &n);
         if (!n) continue;
         json_t *ctx = json_object();
-        json_object_set_new(ctx, "bucket", json_string(ch->bucket));
-        json_object_set_new(ctx, "op", json_string(op));
-        json_object_set(ctx, "key", ch->key ? (json_t *)ch->key : json_null());
-        json_object_set(ctx, "record", ch->after ? (json_t *)ch->after : json_null());
-        json_object_set(ctx, "previous", ch->before ? (json_t *)ch->before : json_null());
+        json_object_set_new_nocheck(ctx, "bucket", json_stringn_nocheck(ch->bucket, strlen(ch->bucket)));
+        json_object_set_new_nocheck(ctx, "op", json_stringn_nocheck(op, strlen(op)));
+        json_object_set_nocheck(ctx, "key", ch->key ? (json_t *)ch->key : json_null());
+        json_object_set_nocheck(ctx, "record", ch->after ? (json_t *)ch->after : json_null());
+        json_object_set_nocheck(ctx, "previous", ch->before ? (json_t *)ch->before : json_null());
         /* A store write made by a rule's action continues that action's chain. */
         rules_engine_fire(r, cands, n, ctx, r->chain);
         json_decref(ctx);

@@ -317,11 +317,14 @@ int rules_events_emit(rules_t *r, const char *topic, const json_t *data, const c
     size_t every = r->event_log_max < RULES_PRUNE_EVERY ? r->event_log_max : RULES_PRUNE_EVERY;
     if (++r->since_prune >= every) events_prune(r);
 
-    buf_printf(&event, "{\"id\":\"%s\",\"topic\":", id);
+    buf_append_str(&event, "{\"id\":\"");
+    buf_append_str(&event, id);
+    buf_append_str(&event, "\",\"topic\":");
     json_write_string(&event, topic, strlen(topic));
     buf_append_str(&event, ",\"data\":");
     buf_append(&event, text.data, text.len);
-    buf_printf(&event, ",\"timestamp\":%" PRId64, ts);
+    buf_append_str(&event, ",\"timestamp\":");
+    json_write_int(&event, ts);
     if (corr) {
         buf_append_str(&event, ",\"correlationId\":");
         json_write_string(&event, corr, strlen(corr));

@@ -633,9 +633,10 @@ static void field_check(const schema_field_t *f, const json_t *v, const char *su
 static void record_normalise(const schema_t *s, json_t *rec) {
     for (size_t i = 0; i < s->field_count; i++) {
         const schema_field_t *f = &s->fields[i];
+        if (f->type != FIELD_INTEGER) continue;
         json_t *v = json_object_get(rec, f->name);
         json_int_t n;
-        if (f->type == FIELD_INTEGER && json_is_real(v) && value_integral(v, &n))
+        if (json_is_real(v) && value_integral(v, &n))
             json_object_set_new_nocheck(rec, f->name, json_integer(n));
     }
 }
@@ -657,9 +658,11 @@ size_t schema_validate(const schema_t *s, const json_t *record, json_t *violatio
         else if (!json_is_string(v) && !json_is_number(v))
             violation_add(out, s->key, "type", "Field \"%s\" must be a string or number", s->key);
     }
+    json_walk_t w;
+    json_walk_init(&w, record);
     for (size_t i = 0; i < s->field_count; i++) {
         const schema_field_t *f = &s->fields[i];
-        const json_t *v = json_object_get(record, f->name);
+        const json_t *v = json_walk_get(&w, f->name);
         if (!v || json_is_null(v)) {
             if (f->required || f == key_field)
                 violation_add(out, f->name, "required", "Field \"%s\" is required", f->name);
@@ -1280,12 +1283,14 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
         return NULL;
     }
     json_t *rec = json_object();
+    json_walk_t w;
+    json_walk_init(&w, data);
     for (size_t i = 0; i < s->field_count; i++) {
         const schema_field_t *f = &s->fields[i];
         /* Values are shared, not copied: records and requests are never changed below
          * the top level (normalisation replaces a top-level value), and copying was a
          * measurable share of every write. */
-        json_t *v = json_object_get(data, f->name);
+        json_t *v = json_walk_get(&w, f->name);
         if (v) {
             v = json_incref(v);
         } else if (f->generated != GEN_NONE) {

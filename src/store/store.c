@@ -1435,7 +1435,9 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     json_write(doc, rec);
     db_bind_text_borrowed(q, 1, doc->data + mark, doc->len - mark);
     if (rowid) db_bind_int(q, 2, rowid);
-    for (size_t i = 0; i < b->ncols; i++) column_bind(q, (int)i + 3, json_object_get(rec, b->cols[i]));
+    json_walk_t w;
+    json_walk_init(&w, rec);
+    for (size_t i = 0; i < b->ncols; i++) column_bind(q, (int)i + 3, json_walk_get(&w, b->cols[i]));
     err_t e2 = ERR_INIT;
     db_step_t r = db_step(q, &e2);
     db_done(q); /* the borrowed text is released here, before the buffer changes */

@@ -89,3 +89,22 @@ Test(json_write, null_pointer_writes_null) {
     cr_assert_str_eq(s, "null");
     free(s);
 }
+
+Test(json_walk, finds_members_in_order_out_of_order_and_missing) {
+    json_t *o = json_pack("{s:i, s:i, s:i, s:i}", "a", 1, "b", 2, "c", 3, "d", 4);
+    json_walk_t w;
+    json_walk_init(&w, o);
+    cr_assert_eq(json_integer_value(json_walk_get(&w, "a")), 1);
+    cr_assert_null(json_walk_get(&w, "x"), "a missing name is NULL and the walk stays");
+    cr_assert_eq(json_integer_value(json_walk_get(&w, "b")), 2);
+    cr_assert_eq(json_integer_value(json_walk_get(&w, "d")), 4, "a later name is still found");
+    cr_assert_eq(json_integer_value(json_walk_get(&w, "c")), 3);
+    cr_assert_eq(json_integer_value(json_walk_get(&w, "a")), 1, "an earlier name too");
+    json_walk_init(&w, json_object_get(o, "nothing"));
+    cr_assert_null(w.it);
+    json_decref(o);
+    json_t *empty = json_object();
+    json_walk_init(&w, empty);
+    cr_assert_null(json_walk_get(&w, "a"));
+    json_decref(empty);
+}
