@@ -14,11 +14,30 @@ static const unsigned char must_escape[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
 };
 
+/* How many leading bytes of s need no escape. Eight bytes at a time: a word has a byte
+ * below 0x20, or equal to '"' or '\\', exactly when one of these three tests is
+ * non-zero (bytes of 0x80 and above, UTF-8, never are); the word that has one is then
+ * read byte by byte. */
+static size_t clean_prefix(const char *s, size_t len) {
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        if (((x - ones * 0x20) | (q - ones) | (b - ones)) & ~x & ~q & ~b & highs) {
+            /* a candidate: the exact answer comes from the table below */
+            break;
+        }
+    }
+    while (i < len && !must_escape[(unsigned char)s[i]]) i++;
+    return i;
+}
+
 void json_write_string(buf_t *out, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
     /* Most strings (ids, names, currencies, keys) need no escape: one copy. */
-    size_t clean = 0;
-    while (clean < len && !must_escape[(unsigned char)s[clean]]) clean++;
+    size_t clean = clean_prefix(s, len);
     if (clean == len) {
         char *p = buf_reserve(out, len + 2);
         if (!p) return;
@@ -55,13 +74,24 @@ void json_write_string(buf_t *out, const char *s, size_t len) {
 
 /* Decimal digits of v without printf: ids, versions and timestamps are in every answer. */
 void json_write_int(buf_t *out, int64_t v) {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char tmp[24];
     char *p = tmp + sizeof tmp;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) { /* two digits per division */
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--p = pairs[d + 1];
+        *--p = pairs[d];
+    }
+    if (u >= 10) {
+        *--p = pairs[u * 2 + 1];
+        *--p = pairs[u * 2];
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (v < 0) *--p = '-';
     buf_append(out, p, (size_t)(tmp + sizeof tmp - p));
 }

@@ -108,3 +108,49 @@ Test(json_walk, finds_members_in_order_out_of_order_and_missing) {
     cr_assert_null(json_walk_get(&w, "a"));
     json_decref(empty);
 }
+
+Test(json_write, strings_escape_each_special_byte_at_every_position) {
+    /* Strings long enough for the eight-bytes-at-a-time scan, with one byte that must be
+     * escaped (or a multi-byte character that must not) at each position. */
+    const char *specials[] = {"\"", "\\", "\n", "\x01", "\x1f", "\xc3\xa9", "\xe2\x82\xac"};
+    const char *escaped[] = {"\\\"", "\\\\", "\\n", "\\u0001", "\\u001f", "\xc3\xa9", "\xe2\x82\xac"};
+    for (size_t k = 0; k < sizeof specials / sizeof *specials; k++) {
+        for (size_t at = 0; at < 20; at++) {
+            char in[64], want[80];
+            size_t n = 0, m = 0;
+            want[m++] = '"';
+            for (size_t i = 0; i < 20; i++) {
+                if (i == at) {
+                    n += (size_t)snprintf(in + n, sizeof in - n, "%s", specials[k]);
+                    m += (size_t)snprintf(want + m, sizeof want - m, "%s", escaped[k]);
+                } else {
+                    in[n++] = (char)('a' + i);
+                    want[m++] = (char)('a' + i);
+                }
+            }
+            want[m++] = '"';
+            want[m] = '\0';
+            buf_t b;
+            buf_init(&b, 0);
+            json_write_string(&b, in, n);
+            cr_assert_str_eq(buf_cstr(&b), want, "special %zu at %zu", k, at);
+            buf_cleanup(&b);
+        }
+    }
+}
+
+Test(json_write, int_writes_every_digit_count) {
+    int64_t v = 1;
+    for (int digits = 1; digits <= 19; digits++, v = digits < 19 ? v * 10 : v) {
+        const int64_t cases[] = {v, v - 1, -v, v + 7, v * 9 / 10 * 10 / 9};
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            char want[32];
+            snprintf(want, sizeof want, "%lld", (long long)cases[i]);
+            buf_t b;
+            buf_init(&b, 0);
+            json_write_int(&b, cases[i]);
+            cr_assert_str_eq(buf_cstr(&b), want);
+            buf_cleanup(&b);
+        }
+    }
+}
