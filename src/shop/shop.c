@@ -332,15 +332,23 @@ int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out) 
 
 /* ---- the write batch ---- */
 
-/* {op, bucket[, key]} with `data` (taken, may be NULL) appended to the batch. */
+/* A write appended to the batch: `op` and `bucket` are literals, `key` is copied,
+ * `data` (may be NULL) is taken. */
 static void tx_op(shop_ctx_t *c, const char *op, const char *bucket, const char *key,
                   json_t *data) {
-    json_t *o = json_object();
-    shop_set_str(o, "op", op);
-    shop_set_str(o, "bucket", bucket);
-    if (key) shop_set_str(o, "key", key);
-    if (data) json_object_set_new_nocheck(o, "data", data);
-    json_array_append_new(c->ops, o);
+    if (c->nwrites == c->cap_writes) {
+        c->cap_writes = c->cap_writes ? c->cap_writes * 2 : 8;
+        c->writes = xrealloc(c->writes, c->cap_writes * sizeof *c->writes);
+    }
+    c->writes[c->nwrites++] = (store_write_t){op, bucket, key ? xstrdup(key) : NULL, data};
+}
+
+static void writes_free(shop_ctx_t *c) {
+    for (size_t i = 0; i < c->nwrites; i++) {
+        free((char *)c->writes[i].key);
+        json_decref((json_t *)c->writes[i].data);
+    }
+    free(c->writes);
 }
 
 void shop_tx_insert(shop_ctx_t *c, const char *bucket, json_t *data) {
@@ -527,14 +535,7 @@ static int commit(shop_ctx_t *c) {
         shop_set_int(rec, "createdAt", c->now);
         shop_tx_insert(c, B_IDEM, rec);
     }
-    if (json_array_size(c->ops) == 0) return 0;
-    /* The store answers with every record it wrote; the shop does not need that text,
-     * but room for a typical answer up front saves growing the buffer step by step. */
-    buf_t scratch;
-    buf_init(&scratch, 0);
-    buf_reserve(&scratch, 4096);
-    int rc = store_transaction(c->s->st, c->ops, &scratch, c->err);
-    buf_cleanup(&scratch);
+    int rc = store_write_all(c->s->st, c->writes, c->nwrites, c->err);
     if (rc < 0)
         log_warn("shop.commit_failed", "proc=%s user=%s code=%s", c->proc, c->user_id,
                  err_code_name(c->err->code));
@@ -582,7 +583,6 @@ int shop_call(shop_t *s, const shop_caller_t *caller, const char *name, const js
         .input = input,
         .now = clock_now_ms(),
         .err = err,
-        .ops = json_array(),
         .events = json_array(),
     };
     int rc = check_fields(&c, p);
@@ -593,10 +593,9 @@ int shop_call(shop_t *s, const shop_caller_t *caller, const char *name, const js
     if (rc == 0) buf_append_str(out, c.result ? c.result : "null");
     if (committed) {
         emit_events(&c);
-        log_debug("shop.call", "proc=%s user=%s writes=%zu", p->name, c.user_id,
-                  json_array_size(c.ops));
+        log_debug("shop.call", "proc=%s user=%s writes=%zu", p->name, c.user_id, c.nwrites);
     }
-    json_decref(c.ops);
+    writes_free(&c);
     json_decref(c.events);
     free(c.result);
     free(c.idem_id);

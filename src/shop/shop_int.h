@@ -9,7 +9,7 @@
  *
  * How a procedure runs: it checks its input, reads what it needs with store_execute
  * (the store runs on the loop thread, so nothing else can run between these reads and
- * the write), decides, and queues every write into `ops`; shop_ctx_commit then runs
+ * the write), decides, and queues every write into `writes`; shop_ctx_commit then runs
  * them as ONE store_transaction, so a failure anywhere leaves nothing half-done.
  * Events are queued too and emitted only after the commit. The result text is built
  * before the commit, because an idempotency record holding it is part of the same
@@ -65,7 +65,8 @@ struct shop_ctx {
     const json_t *input; /* an object */
     int64_t now;         /* ms epoch, one value for the whole call */
     err_t *err;
-    json_t *ops;    /* the transaction's operations */
+    store_write_t *writes; /* the transaction's writes; keys and data are owned */
+    size_t nwrites, cap_writes;
     json_t *events; /* [{topic, data}] emitted after the commit */
     char *result;   /* the result text (owned) */
     /* Runs after a successful commit to build a result that must show the committed

@@ -1869,6 +1869,47 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
     return 0;
 }
 
+int store_write_all(store_t *st, const store_write_t *w, size_t n, err_t *err) {
+    if (n > STORE_MAX_TX_OPS) {
+        err_set(err, ERR_VALIDATION, "\"operations\" may contain at most %d operations", STORE_MAX_TX_OPS);
+        return -1;
+    }
+    bool undoable = true; /* see tx_begin */
+    for (size_t i = 0; i < n; i++) {
+        const bucket_t *b = strmap_get(&st->buckets, w[i].bucket);
+        if (b && b->autoincrement && strcmp(w[i].op, "insert") == 0) undoable = false;
+    }
+    if (n == 0) return 0;
+    if (tx_begin(st, undoable, err) < 0) return -1;
+    buf_t out; /* the records written; kept only for the cache (op_update) */
+    buf_init(&out, 0);
+    size_t i = 0;
+    for (; i < n; i++) {
+        bucket_t *b = store_bucket_find(st, w[i].bucket, err);
+        if (!b) break;
+        int rc;
+        if (strcmp(w[i].op, "insert") == 0) {
+            rc = op_insert(st, b, w[i].data, NULL, &out, err);
+        } else {
+            json_t *key = json_stringn_nocheck(w[i].key, strlen(w[i].key));
+            rc = strcmp(w[i].op, "update") == 0 ? op_update(st, b, key, w[i].data, NULL, NULL, &out, err)
+                                                 : op_delete(st, b, key, NULL, NULL, &out, err);
+            json_decref(key);
+        }
+        if (rc < 0) break;
+        buf_reset(&out);
+    }
+    buf_cleanup(&out);
+    if (i < n) {
+        tx_error_index(err, i);
+        tx_abort(st);
+        return -1;
+    }
+    if (tx_commit(st, err) < 0) return -1;
+    st->counters.transactions++;
+    return 0;
+}
+
 /* ---- seed ---- */
 
 int store_seed(store_t *st, const json_t *seed, err_t *err) {

@@ -140,6 +140,18 @@ int store_seed(store_t *st, const json_t *seed, err_t *err);
  * update that follows (docs/internals/store.md). No ownership rules apply. */
 int store_get_shared(store_t *st, const char *bucket, const char *key, json_t **out, err_t *err);
 
+/* One write of server-side code, for store_write_all. */
+typedef struct {
+    const char *op;     /* "insert", "update" or "delete" */
+    const char *bucket;
+    const char *key;    /* update, delete: the record's string key */
+    const json_t *data; /* insert: the record; update: the fields it changes */
+} store_write_t;
+/* Runs the writes as one transaction, like a store_transaction of writes only: all or
+ * nothing, the first failure's error (with details.index) is the answer. No ownership
+ * rules apply. Saves the shop building and the store reading an operations array. */
+int store_write_all(store_t *st, const store_write_t *w, size_t n, err_t *err);
+
 /* ---- operations ----
  * `op` is the operation name without the "store." prefix ("get", "where", …) and
  * `req` the request object holding its fields (bucket, key, data, filter, n, field,

@@ -212,3 +212,31 @@ Test(group_commit, an_undone_write_puts_back_updated_and_deleted_rows) {
     buf_cleanup(&before);
     buf_cleanup(&after);
 }
+
+/* Server-side writes without an operations array: all or nothing, like a transaction. */
+Test(group_commit, writes_from_server_code_run_all_or_nothing) {
+    err_t err = ERR_INIT;
+    json_t *a = json_loads("{\"id\":\"a\",\"n\":1}", 0, NULL);
+    json_t *b = json_loads("{\"id\":\"b\",\"n\":2}", 0, NULL);
+    json_t *patch = json_loads("{\"n\":5}", 0, NULL);
+    store_write_t ok[] = {{"insert", "items", NULL, a},
+                          {"insert", "items", NULL, b},
+                          {"update", "items", "a", patch},
+                          {"delete", "items", "b", NULL}};
+    cr_assert_eq(store_write_all(st, ok, 4, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_items(), 1);
+    json_t *c = json_loads("{\"id\":\"c\",\"n\":3}", 0, NULL);
+    store_write_t bad[] = {{"insert", "items", NULL, c}, {"update", "items", "ghost", patch}};
+    cr_assert_eq(store_write_all(st, bad, 2, &err), -1);
+    cr_assert_eq(err.code, ERR_NOT_FOUND, "%s", err.msg);
+    cr_assert_eq(json_integer_value(json_object_get(err.details, "index")), 1);
+    err_clear(&err);
+    cr_assert_eq(count_items(), 1, "c was undone");
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    cr_assert_eq(sets_seen, 1, "one change set for the write that succeeded");
+    cr_assert_eq(changes_seen, 4);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+    json_decref(patch);
+}
