@@ -422,6 +422,15 @@ static unsigned change_op(change_kind_t kind, const char **name) {
     return 0;
 }
 
+bool rules_engine_wants_change(void *udata, const char *bucket, change_kind_t kind) {
+    rules_t *r = udata;
+    const char *name;
+    unsigned bit = change_op(kind, &name);
+    for (size_t i = 0; i < r->rule_count; i++)
+        if (trigger_matches(r->sorted[i], TRIGGER_STORE, bucket, bit)) return true;
+    return false;
+}
+
 void rules_engine_on_changes(void *udata, const store_changeset_t *cs) {
     rules_t *r = udata;
     for (size_t i = 0; i < cs->count; i++) {

@@ -129,7 +129,7 @@ rules_t *rules_new(store_t *st, const rules_config_t *cfg, rules_deliver_fn deli
         rules_free(r);
         return NULL;
     }
-    store_listen(st, rules_engine_on_changes, r);
+    store_listen(st, rules_engine_on_changes, rules_engine_wants_change, r);
     return r;
 }
 

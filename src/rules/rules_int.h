@@ -161,6 +161,8 @@ const json_t *rules_path_get(const json_t *ctx, const char *path, size_t len);
 bool rules_placeholder_only(const char *s, size_t n, const char **path, size_t *path_len);
 /* Offers every change of a committed change set to the store-triggered rules. */
 void rules_engine_on_changes(void *udata, const store_changeset_t *cs);
+/* Whether a rule has a store trigger for such a change (store_wants_fn). */
+bool rules_engine_wants_change(void *udata, const char *bucket, change_kind_t kind);
 
 /* ---- events.c ---- */
 

@@ -320,14 +320,23 @@ static void changes_add(store_t *st, bucket_t *b, change_kind_t kind, json_t *ke
     ch->after = json_incref(after);
 }
 
+static void changes_release(store_change_t *ch) {
+    json_decref((json_t *)ch->key);
+    json_decref((json_t *)ch->before);
+    json_decref((json_t *)ch->after);
+}
+
 /* Drops the references a change list holds (not the array). */
 static void changes_free_items(changes_t *c) {
-    for (size_t i = 0; i < c->count; i++) {
-        json_decref((json_t *)c->items[i].key);
-        json_decref((json_t *)c->items[i].before);
-        json_decref((json_t *)c->items[i].after);
-    }
+    for (size_t i = 0; i < c->count; i++) changes_release(&c->items[i]);
     c->count = 0;
+}
+
+/* Whether some listener needs the change (see store_wants_fn). */
+static bool change_wanted(const store_t *st, const store_change_t *ch) {
+    for (const listener_t *l = st->listeners; l; l = l->next)
+        if (!l->wants || l->wants(l->udata, ch->bucket, ch->kind)) return true;
+    return false;
 }
 
 static void changes_reset(store_t *st) { changes_free_items(&st->changes); }
@@ -350,9 +359,10 @@ static void changes_emit(store_t *st) {
     }
 }
 
-void store_listen(store_t *st, store_listener_fn fn, void *udata) {
+void store_listen(store_t *st, store_listener_fn fn, store_wants_fn wants, void *udata) {
     listener_t *l = xcalloc(1, sizeof *l);
     l->fn = fn;
+    l->wants = wants;
     l->udata = udata;
     listener_t **tail = &st->listeners;
     while (*tail) tail = &(*tail)->next;
@@ -453,6 +463,10 @@ static int tx_commit(store_t *st, err_t *err) {
     /* Move this write's changes to the batch, remembering where its set ends. */
     changes_t *b = &st->batch;
     for (size_t i = 0; i < st->changes.count; i++) {
+        if (!change_wanted(st, &st->changes.items[i])) {
+            changes_release(&st->changes.items[i]);
+            continue;
+        }
         if (b->count == b->cap) {
             b->cap = b->cap ? b->cap * 2 : 16;
             b->items = xrealloc(b->items, b->cap * sizeof *b->items);

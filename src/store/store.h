@@ -97,9 +97,17 @@ int store_batch_commit(store_t *st, err_t *err);
 /* Ends the shared read transaction (db_idle); the loop calls it once per turn. */
 void store_idle(store_t *st);
 
-/* Adds a listener for committed change sets (subscriptions, rules). A listener may
- * write to the store; that write's change set is offered to the listeners in turn. */
-void store_listen(store_t *st, store_listener_fn fn, void *udata);
+/* Whether a listener will need changes of `kind` to records of `bucket`, asked when the
+ * write that makes one ends. With group commit, changes that no listener needs are freed
+ * then instead of being kept, with their records, until the loop turn's commit: a busy
+ * turn's change sets otherwise outgrow the CPU caches. A listener added later in the turn
+ * does not see them (its first reads already do). */
+typedef bool (*store_wants_fn)(void *udata, const char *bucket, change_kind_t kind);
+
+/* Adds a listener for committed change sets (subscriptions, rules); `wants` may be NULL
+ * (every change). A listener may write to the store; that write's change set is offered
+ * to the listeners in turn. */
+void store_listen(store_t *st, store_listener_fn fn, store_wants_fn wants, void *udata);
 /* Removes a listener added with the same fn and udata (nothing when absent). */
 void store_unlisten(store_t *st, store_listener_fn fn, void *udata);
 

@@ -33,6 +33,7 @@ typedef struct {
 
 typedef struct listener {
     store_listener_fn fn;
+    store_wants_fn wants; /* NULL: every change */
     void *udata;
     struct listener *next;
 } listener_t;

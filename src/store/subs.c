@@ -194,6 +194,14 @@ static void route_change(subs_t *s, const store_change_t *ch) {
     }
 }
 
+/* A subscription re-reads its query after any change to a bucket it reads; without
+ * subscriptions no change is needed. */
+static bool wants_changes(void *udata, const char *bucket, change_kind_t kind) {
+    (void)bucket;
+    (void)kind;
+    return ((subs_t *)udata)->groups.count > 0;
+}
+
 static void on_changes(void *udata, const store_changeset_t *cs) {
     subs_t *s = udata;
     if (s->groups.count == 0) return;
@@ -218,7 +226,7 @@ subs_t *subs_new(store_t *st, subs_deliver_fn deliver) {
     s->deliver = deliver;
     strmap_init(&s->groups);
     strmap_init(&s->index);
-    store_listen(st, on_changes, s);
+    store_listen(st, on_changes, wants_changes, s);
     return s;
 }
 

@@ -37,7 +37,7 @@ static void setup(void) {
     err_t err = ERR_INIT;
     cr_assert_eq(store_define_bucket(st, "items", def, false, &err), 0, "%s", err.msg);
     json_decref(def);
-    store_listen(st, listener, NULL);
+    store_listen(st, listener, NULL, NULL);
     store_set_group_commit(st, true);
     sets_seen = 0;
     changes_seen = 0;
@@ -239,4 +239,23 @@ Test(group_commit, writes_from_server_code_run_all_or_nothing) {
     json_decref(b);
     json_decref(c);
     json_decref(patch);
+}
+
+static bool wants_updates_only(void *udata, const char *bucket, change_kind_t kind) {
+    (void)udata;
+    return strcmp(bucket, "items") == 0 && kind == CHANGE_UPDATE;
+}
+
+/* Changes no listener wants are dropped when their write ends, not kept to the commit. */
+Test(group_commit, changes_no_listener_wants_are_not_kept) {
+    store_unlisten(st, listener, NULL);
+    store_listen(st, listener, wants_updates_only, NULL);
+    err_t err = ERR_INIT;
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
+    cr_assert_eq(run("update", "{\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"n\":2}}", &err), 0);
+    cr_assert_eq(run("delete", "{\"bucket\":\"items\",\"key\":\"a\"}", &err), 0);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    cr_assert_eq(sets_seen, 1, "only the update's change set is offered");
+    cr_assert_eq(changes_seen, 1);
+    cr_assert_eq(count_items(), 0, "the writes themselves all happened");
 }
