@@ -267,8 +267,7 @@ static cached_doc_t *cache_keep(store_t *st, bucket_t *b, const char *k, int64_t
 
 static json_t *doc_parse(const char *doc, size_t n);
 
-/* The entry's parsed record, made now if it has none; NULL if the text does not parse.
- * Shared: everyone who gets it takes a reference and changes nothing in it. */
+/* Gives the entry its parsed record (the reference is taken). */
 static void cached_attach(store_t *st, cached_doc_t *d, json_t *tree) {
     d->tree = tree;
     size_t extra = d->len * STORE_CACHE_TREE_WEIGHT;
@@ -276,6 +275,8 @@ static void cached_attach(store_t *st, cached_doc_t *d, json_t *tree) {
     st->cache_bytes += extra; /* may pass the bound until the next fill empties the cache */
 }
 
+/* The entry's parsed record, made now if it has none; NULL if the text does not parse.
+ * Shared: everyone who gets it takes a reference and changes nothing in it. */
 static json_t *cached_tree(store_t *st, cached_doc_t *d) {
     if (!d->tree) {
         json_t *tree = doc_parse(d->doc, d->len);
@@ -395,7 +396,7 @@ void store_unlisten(store_t *st, store_listener_fn fn, void *udata) {
  * writes) runs without a savepoint: it is undone, if it fails halfway, by writing back
  * the rows its change set recorded (undo_changes). A savepoint makes SQLite copy every
  * page a write touches into a journal first, whether or not the write fails; that copy
- * was about 10 % of a checkout. Writes whose effects are not all in their change set
+ * was 6 % of a checkout's instructions. Writes whose effects are not all in their change set
  * keep the savepoint: a clear, and inserts into a bucket with an autoincrement field
  * (the counter is a row of its own). When a write cannot be undone (a statement of the
  * undo fails, or SQLite has already rolled the transaction back after an I/O error),
