@@ -150,8 +150,8 @@ static metrics_extra_t subs_metrics[] = {
     {"shopd_store_operations_total{kind=\"write\"}", "Store operations by kind.", "counter", NULL, NULL},
     {"shopd_store_transactions_total", "Store transactions committed.", "counter", NULL, NULL},
     {"shopd_store_conflicts_total", "Writes refused because the record had moved on (expectedVersion).", "counter", NULL, NULL},
-    {"shopd_store_cache_total{result=\"hit\"}", "store.get answered from the record cache, or not.", "counter", NULL, NULL},
-    {"shopd_store_cache_total{result=\"miss\"}", "store.get answered from the record cache, or not.", "counter", NULL, NULL},
+    {"shopd_store_cache_total{result=\"hit\"}", "Record reads (store.get, procedures) answered from the record cache, or not.", "counter", NULL, NULL},
+    {"shopd_store_cache_total{result=\"miss\"}", "Record reads (store.get, procedures) answered from the record cache, or not.", "counter", NULL, NULL},
 };
 
 static void metrics_wire(const subs_t *subs, const store_t *st) {

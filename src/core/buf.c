@@ -47,7 +47,6 @@ int buf_append(buf_t *b, const void *p, size_t n) {
 
 int buf_append_str(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
-
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap) {
     va_list cp;
     va_copy(cp, ap);

@@ -65,7 +65,7 @@ typedef struct {
     int pages;   /* WAL size when the checkpoint was asked for */
 } checkpointer_t;
 
-enum { DB_RECENT_SLOTS = 128 };
+enum { DB_RECENT_BITS = 7, DB_RECENT_SLOTS = 1 << DB_RECENT_BITS };
 
 struct db {
     sqlite3 *conn;
@@ -257,7 +257,7 @@ int db_exec(db_t *db, const char *sql, err_t *err) {
 db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
     /* Fibonacci hashing of the address: allocations of one size class sit at regular
      * strides, which a plain modulo would pile onto a few slots. */
-    size_t slot = (size_t)(((uint64_t)(uintptr_t)sql * 0x9E3779B97F4A7C15ull) >> 57); /* 0..127 */
+    size_t slot = (size_t)(((uint64_t)(uintptr_t)sql * 0x9E3779B97F4A7C15ull) >> (64 - DB_RECENT_BITS));
     db_stmt_t *st = db->recent[slot].sql == sql ? db->recent[slot].st : NULL;
     if (!st || strcmp(st->sql, sql) != 0) st = strmap_get(&db->stmts, sql);
     if (st) {

@@ -55,13 +55,18 @@ static sqlite3_file *real_of(sqlite3_file *f) {
     return ((wb_file_t *)f)->real;
 }
 
+/* One write call to the WAL file itself. */
+static int wal_write(wb_file_t *p, const void *data, size_t n, sqlite3_int64 off) {
+    atomic_fetch_add_explicit(&wal_writes, 1, memory_order_relaxed);
+    return p->real->pMethods->xWrite(p->real, data, (int)n, off);
+}
+
 static int wb_flush(wb_file_t *p) {
     if (p->len == 0) return SQLITE_OK;
     size_t n = p->len;
     p->len = 0;
     p->commit_pending = false;
-    atomic_fetch_add_explicit(&wal_writes, 1, memory_order_relaxed);
-    return p->real->pMethods->xWrite(p->real, p->buf, (int)n, p->off);
+    return wal_write(p, p->buf, n, p->off);
 }
 
 static int wb_close(sqlite3_file *f) {
@@ -89,14 +94,9 @@ static int wb_write(sqlite3_file *f, const void *data, int n, sqlite3_int64 off)
         if ((rc = wb_flush(p)) != SQLITE_OK) return rc;
         p->commit_pending = commit; /* a commit frame split across a full buffer */
     }
-    if ((size_t)n > WALBUF_CAP) {
-        p->commit_pending = false;
-        atomic_fetch_add_explicit(&wal_writes, 1, memory_order_relaxed);
-        return p->real->pMethods->xWrite(p->real, data, n, off);
-    }
-    if (!p->buf && !(p->buf = malloc(WALBUF_CAP))) {
-        atomic_fetch_add_explicit(&wal_writes, 1, memory_order_relaxed);
-        return p->real->pMethods->xWrite(p->real, data, n, off);
+    if ((size_t)n > WALBUF_CAP || (!p->buf && !(p->buf = malloc(WALBUF_CAP)))) {
+        p->commit_pending = false; /* nothing is buffered: this write goes out by itself */
+        return wal_write(p, data, (size_t)n, off);
     }
     if (p->len == 0) p->off = off;
     memcpy(p->buf + p->len, data, (size_t)n);

@@ -271,15 +271,14 @@ int shop_in_idem_key(shop_ctx_t *c, const char **out) {
 }
 
 /* ---- building JSON ----
- * The objects a procedure builds have a handful of constant ASCII member names, so
- * they are set without json_pack's format parsing or a UTF-8 check of each name;
- * values keep json_string's check. Members keep their order of insertion, which is
- * the order of the answer and of the stored record. */
+ * The objects a procedure builds have a handful of constant ASCII member names and
+ * values that are ids, constants or strings the JSON reader has already checked, so
+ * they are set without json_pack's format parsing and without jansson's UTF-8 checks
+ * (3 % of a checkout). Members keep their order of insertion, which is the order of
+ * the answer and of the stored record. */
 
-/* Keys are literals and values are ids, constants or strings the JSON reader has
- * already checked, so jansson's UTF-8 checks (3 % of a checkout) are skipped. */
 void shop_set_str(json_t *o, const char *key, const char *value) {
-    json_object_set_new_nocheck(o, key, json_stringn_nocheck(value, strlen(value)));
+    if (value) json_object_set_new_nocheck(o, key, json_stringn_nocheck(value, strlen(value)));
 }
 
 void shop_set_int(json_t *o, const char *key, int64_t value) {

@@ -7,10 +7,11 @@
  *   wallet.c    topUpWallet, transfer
  *   money.c, order.c   pure money/FX arithmetic and the order state machine
  *
- * How a procedure runs: it checks its input, reads what it needs with store_execute
- * (the store runs on the loop thread, so nothing else can run between these reads and
- * the write), decides, and queues every write into `writes`; shop_ctx_commit then runs
- * them as ONE store_transaction, so a failure anywhere leaves nothing half-done.
+ * How a procedure runs: it checks its input, reads what it needs (shop_get, shop_where;
+ * the store runs on the loop thread, so nothing else can run between these reads and
+ * the write), decides, and queues every write into `writes`; the commit then runs
+ * them as ONE transaction (store_write_all), so a failure anywhere leaves nothing
+ * half-done.
  * Events are queued too and emitted only after the commit. The result text is built
  * before the commit, because an idempotency record holding it is part of the same
  * transaction. */
@@ -120,7 +121,8 @@ void shop_set_int(json_t *o, const char *key, int64_t value);
 
 /* ---- store reads (outside the transaction; nothing can interleave) ---- */
 
-/* *out gets the record (owned) or NULL when there is none. */
+/* *out gets a reference to the record, or NULL when there is none. The record is
+ * shared with the store's cache (store_get_shared): read it, never change it. */
 int shop_get(shop_ctx_t *c, const char *bucket, const char *key, json_t **out);
 /* *out gets the array of matching records (owned). `filter` is taken. */
 int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out);

@@ -148,9 +148,6 @@ static int key_check(const bucket_t *b, const json_t *key, err_t *err) {
     return 0;
 }
 
-
-/* ---- change sets ---- */
-
 static void bucket_free(bucket_t *b);
 
 /* ---- the record cache ----
@@ -303,6 +300,8 @@ static void bucket_retire(store_t *st, bucket_t *b) {
     bucket_free(b);
 }
 
+/* ---- change sets ---- */
+
 static void changes_add(store_t *st, bucket_t *b, change_kind_t kind, json_t *key, json_t *before,
                         json_t *after, int64_t rowid) {
     cache_forget(st, b, key);
@@ -403,6 +402,12 @@ void store_unlisten(store_t *st, store_listener_fn fn, void *udata) {
  * the whole batch is rolled back and every write of the turn fails (batch_fail). */
 
 static void undo_changes(store_t *st);
+
+/* Whether `op` on bucket b can be undone from its change set (see above). */
+static bool write_undoable(const bucket_t *b, const char *op) {
+    if (strcmp(op, "clear") == 0) return false;
+    return !(b && b->autoincrement && strcmp(op, "insert") == 0);
+}
 
 static int tx_begin(store_t *st, bool undoable, err_t *err) {
     changes_reset(st);
@@ -598,9 +603,9 @@ static const char **bucket_indexed(const schema_t *s, size_t *n) {
     return v;
 }
 
-static bool in_names(const char *name, const char *const *v, size_t n) {
+static bool in_list(const char *s, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(v[i], name) == 0) return true;
+        if (strcmp(s, list[i]) == 0) return true;
     return false;
 }
 
@@ -653,7 +658,7 @@ static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) 
     for (int all = 1; all >= 0; all--) {
         buf_printf(&t, "UPDATE %s SET _doc = ?1", b->table);
         for (size_t i = 0; i < b->ncols; i++) {
-            if (!all && in_names(b->cols[i], b->indexed, b->nindexed)) continue;
+            if (!all && in_list(b->cols[i], b->indexed, b->nindexed)) continue;
             buf_append_char(&t, ',');
             db_quote_ident(&t, b->cols[i]);
             buf_printf(&t, " = ?%zu", i + 3);
@@ -1053,20 +1058,26 @@ static json_t *doc_parse(const char *doc, size_t n) {
     return rec;
 }
 
-/* Loads a record by key: *rowid_out and a parsed copy (owned) or NULL when missing. */
-static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *rowid_out, json_t **rec_out,
-                       err_t *err) {
+/* Reads a record by key: *rowid_out and a shared, read-only tree (see cached_tree; an
+ * update works on a copy, schema_prepare_update), or NULL when there is none. A cached
+ * record is what the database holds: every write forgets or refreshes the keys it
+ * changes, and an undone write forgets them. With `fill` (a read outside any write:
+ * store_get_shared) a record read from the database is also kept in the cache, and
+ * hits and misses are counted. */
+static int record_fetch(store_t *st, bucket_t *b, const json_t *key, bool fill, int64_t *rowid_out,
+                        json_t **rec_out, err_t *err) {
     *rec_out = NULL;
-    /* A cached record is what the database holds: every write forgets the keys it
-     * changes, and nothing fills the cache inside a write (store_read_op). */
     char ck[STORE_CACHE_MAX_KEY];
-    cached_doc_t *d = b->cache.count && cache_key(key, ck) ? strmap_get(&b->cache, ck) : NULL;
+    bool keyed = cache_key(key, ck);
+    cached_doc_t *d = keyed && b->cache.count ? strmap_get(&b->cache, ck) : NULL;
     json_t *tree = d ? cached_tree(st, d) : NULL;
     if (tree) {
+        st->counters.cache_hits += fill;
         *rowid_out = d->rowid;
-        *rec_out = json_incref(tree); /* read-only: updates work on a copy (schema_prepare_update) */
+        *rec_out = json_incref(tree);
         return 0;
     }
+    st->counters.cache_misses += fill && keyed;
     db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
     if (!q) return -1;
     filter_bind_value(q, 1, key);
@@ -1075,7 +1086,8 @@ static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *row
         size_t n;
         const char *doc = db_column_text(q, 1, &n);
         *rowid_out = db_column_int(q, 0);
-        *rec_out = doc_parse(doc, n);
+        d = fill && keyed ? cache_keep(st, b, ck, *rowid_out, doc, n) : NULL;
+        *rec_out = d ? json_incref(cached_tree(st, d)) : doc_parse(doc, n);
         if (!*rec_out) {
             log_error("store.corrupt_record", "bucket=%s rowid=%lld", b->name, (long long)*rowid_out);
             err_set(err, ERR_INTERNAL, "Internal error");
@@ -1084,6 +1096,11 @@ static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *row
     }
     db_done(q);
     return r == DB_ERROR ? -1 : 0;
+}
+
+static int record_load(store_t *st, bucket_t *b, const json_t *key, int64_t *rowid_out, json_t **rec_out,
+                       err_t *err) {
+    return record_fetch(st, b, key, false, rowid_out, rec_out, err);
 }
 
 /* After an UPDATE or DELETE by the rowid record_load found: exactly one row must have
@@ -1675,11 +1692,6 @@ static const char *const read_ops[] = {"get", "all", "where", "findOne", "count"
                                        "paginate", "sum", "avg", "min", "max"};
 static const char *const write_ops[] = {"insert", "update", "delete", "clear"};
 
-static bool in_list(const char *op, const char *const *list, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(op, list[i]) == 0) return true;
-    return false;
-}
 
 bool store_has_op(const char *op) {
     return in_list(op, read_ops, sizeof read_ops / sizeof *read_ops) ||
@@ -1702,39 +1714,11 @@ int store_get_shared(store_t *st, const char *bucket, const char *key, json_t **
     bucket_t *b = store_bucket_find(st, bucket, err);
     if (!b) return -1;
     st->counters.reads++;
-    size_t n = strlen(key);
-    char ck[STORE_CACHE_MAX_KEY];
-    bool cacheable = !st->tx_active && n + 2 <= STORE_CACHE_MAX_KEY;
-    if (cacheable) {
-        ck[0] = 's';
-        memcpy(ck + 1, key, n + 1);
-        cached_doc_t *d = strmap_get(&b->cache, ck);
-        json_t *tree = d ? cached_tree(st, d) : NULL;
-        if (tree) {
-            st->counters.cache_hits++;
-            *out = json_incref(tree);
-            return 0;
-        }
-        st->counters.cache_misses++;
-    }
-    db_stmt_t *q = db_prepare(st->db, b->sql_get_row, err);
-    if (!q) return -1;
-    db_bind_text(q, 1, key, n);
-    db_step_t r = db_step(q, err);
-    if (r == DB_ROW) {
-        size_t len;
-        const char *doc = db_column_text(q, 1, &len);
-        cached_doc_t *d = cacheable ? cache_keep(st, b, ck, db_column_int(q, 0), doc, len) : NULL;
-        json_t *tree = d ? json_incref(cached_tree(st, d)) : doc_parse(doc, len);
-        if (!tree) {
-            log_error("store.corrupt_record", "bucket=%s key=%s", b->name, key);
-            err_set(err, ERR_INTERNAL, "Internal error");
-            r = DB_ERROR;
-        }
-        *out = tree;
-    }
-    db_done(q);
-    return r == DB_ERROR ? -1 : 0;
+    json_t *k = json_stringn_nocheck(key, strlen(key));
+    int64_t rowid;
+    int rc = record_fetch(st, b, k, !st->tx_active, &rowid, out, err);
+    json_decref(k);
+    return rc;
 }
 
 int store_execute(store_t *st, const char *op, const json_t *req, buf_t *out, err_t *err) {
@@ -1751,8 +1735,7 @@ int store_execute_as(store_t *st, const char *op, const json_t *req, const store
         err_set(err, ERR_UNKNOWN_OPERATION, "Unknown operation \"store.%s\"", op);
         return -1;
     }
-    bool undoable = strcmp(op, "clear") != 0 && !(b->autoincrement && strcmp(op, "insert") == 0);
-    if (tx_begin(st, undoable, err) < 0) return -1; /* see tx_begin for undoable */
+    if (tx_begin(st, write_undoable(b, op), err) < 0) return -1;
     size_t mark = out->len;
     if (write_dispatch(st, b, op, req, owner, out, err) < 0 || tx_commit(st, err) < 0) {
         tx_abort(st);
@@ -1837,8 +1820,7 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
             free(ops);
             return -1;
         }
-        const bucket_t *b = strmap_get(&st->buckets, req_string(o, "bucket"));
-        if (b && b->autoincrement && strcmp(ops[i], "insert") == 0) undoable = false;
+        undoable = undoable && write_undoable(strmap_get(&st->buckets, req_string(o, "bucket")), ops[i]);
     }
     size_t mark = out->len;
     if (tx_begin(st, undoable, err) < 0) {
@@ -1889,12 +1871,10 @@ int store_write_all(store_t *st, const store_write_t *w, size_t n, err_t *err) {
         err_set(err, ERR_VALIDATION, "\"operations\" may contain at most %d operations", STORE_MAX_TX_OPS);
         return -1;
     }
-    bool undoable = true; /* see tx_begin */
-    for (size_t i = 0; i < n; i++) {
-        const bucket_t *b = strmap_get(&st->buckets, w[i].bucket);
-        if (b && b->autoincrement && strcmp(w[i].op, "insert") == 0) undoable = false;
-    }
     if (n == 0) return 0;
+    bool undoable = true; /* see tx_begin */
+    for (size_t i = 0; i < n; i++)
+        undoable = undoable && write_undoable(strmap_get(&st->buckets, w[i].bucket), w[i].op);
     if (tx_begin(st, undoable, err) < 0) return -1;
     buf_t out; /* the records written; kept only for the cache (op_update) */
     buf_init(&out, 0);

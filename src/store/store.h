@@ -207,8 +207,8 @@ typedef struct {
     uint64_t writes;
     uint64_t transactions;
     uint64_t conflicts;
-    uint64_t cache_hits;   /* store.get answered from the record cache */
-    uint64_t cache_misses; /* store.get that read the database (and filled the cache) */
+    uint64_t cache_hits;   /* reads (store.get, store_get_shared) answered from the record cache */
+    uint64_t cache_misses; /* such reads that went to the database (and filled the cache) */
 } store_counters_t;
 const store_counters_t *store_counters(const store_t *st);
 

@@ -168,9 +168,11 @@ Test(walbuf, a_spilled_transaction_that_rolls_back_changes_nothing) {
      * (frames without a commit) long before its end. */
     exec(db, "PRAGMA cache_size = 10");
     exec(db, "BEGIN");
+    unsigned long writes = walbuf_writes();
     exec(db, "WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
              "INSERT INTO t(id, body, sum) SELECT i, zeroblob(2000), 0 FROM n");
     exec(db, "UPDATE t SET body = 'x', sum = 120 WHERE id < 10");
+    cr_assert_gt(walbuf_writes(), writes, "the open transaction's pages reached the WAL");
     exec(db, "ROLLBACK");
     insert_rows(db, 50, 20, 1500); /* written over the rolled-back frames */
     verify_closed_and_reopened(db, 70);
