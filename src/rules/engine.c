@@ -220,10 +220,8 @@ static bool value_cmp(const json_t *a, const json_t *b, int *cmp) {
 
 static bool regex_matches(rules_t *r, const rule_cond_t *c, const json_t *v) {
     if (!json_is_string(v)) return false;
-    int rc = pcre2_match(c->re, (PCRE2_SPTR)json_string_value(v), json_string_length(v), 0, 0,
-                         r->mdata, r->mctx);
     /* Running out of the backtracking budget counts as no match. */
-    return rc >= 0;
+    return regex_match(c->re, json_string_value(v), json_string_length(v), r->mdata, r->mctx);
 }
 
 static bool cond_holds(rules_t *r, const rule_cond_t *c, const json_t *ctx) {

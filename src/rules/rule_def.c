@@ -150,20 +150,14 @@ static void check_regex(rule_cond_t *c, size_t i, json_t *errors) {
                 i, RULES_MAX_REGEX);
         return;
     }
-    /* The same dialect as schema patterns: JavaScript-like, unanchored unless the
-     * pattern anchors itself. */
-    const uint32_t options =
-        PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX | PCRE2_NEVER_BACKSLASH_C;
-    int code;
-    PCRE2_SIZE offset;
-    c->re = pcre2_compile((PCRE2_SPTR)json_string_value(c->value), json_string_length(c->value),
-                          options, &code, &offset, NULL);
-    if (!c->re) {
-        PCRE2_UCHAR why[160];
-        if (pcre2_get_error_message(code, why, sizeof why) < 0) strcpy((char *)why, "invalid");
-        add_err(errors, "if[%zu].value: invalid regular expression (%s at offset %zu)", i,
-                (const char *)why, (size_t)offset);
-    }
+    /* The same dialect as schema patterns (core/regex.h). */
+    char why[160];
+    size_t offset;
+    c->re = regex_compile(json_string_value(c->value), json_string_length(c->value), why, sizeof why,
+                          &offset);
+    if (!c->re)
+        add_err(errors, "if[%zu].value: invalid regular expression (%s at offset %zu)", i, why,
+                offset);
 }
 
 static void check_cond(rule_cond_t *c, size_t i, const json_t *cond, json_t *errors) {

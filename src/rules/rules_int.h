@@ -14,9 +14,7 @@
 #ifndef SHOPD_RULES_RULES_INT_H
 #define SHOPD_RULES_RULES_INT_H
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
+#include "core/regex.h"
 #include "core/strmap.h"
 #include "db/db.h"
 #include "rules/rules.h"

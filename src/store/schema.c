@@ -5,14 +5,11 @@
  * violations array, so a client learns about all problems of a request at once.
  * Nothing here touches the database or the loop; the only I/O is reading randomness
  * for generated ids. */
-#define PCRE2_CODE_UNIT_WIDTH 8
-
 #include "store/schema.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pcre2.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +23,7 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/regex.h"
 #include "core/mem.h"
 
 #define SCHEMA_NAME_MAX 63
@@ -551,7 +549,7 @@ static bool pattern_matches(void *code, const char *s, size_t n) {
         pcre2_set_match_limit(mc, SCHEMA_MATCH_LIMIT);
         pcre2_set_depth_limit(mc, SCHEMA_DEPTH_LIMIT);
     }
-    return pcre2_match(code, (PCRE2_SPTR)s, n, 0, 0, md, mc) >= 0;
+    return regex_match(code, s, n, md, mc);
 }
 
 /* Checks a present, non-null value against field f. `subject` starts each message
@@ -807,20 +805,13 @@ static void field_parse_pattern(schema_field_t *f, const json_t *v, json_t *viol
                       SCHEMA_MAX_PATTERN);
         return;
     }
-    /* JavaScript-like: unanchored unless the pattern anchors itself, '$' only at the
-     * very end, \uhhhh escapes, no \C that could split a character. */
-    const uint32_t options =
-        PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX | PCRE2_NEVER_BACKSLASH_C;
-    int code;
-    PCRE2_SIZE offset;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)json_string_value(v), json_string_length(v), options,
-                                   &code, &offset, NULL);
+    char why[160];
+    size_t offset;
+    pcre2_code *re = regex_compile(json_string_value(v), json_string_length(v), why, sizeof why, &offset);
     if (!re) {
-        PCRE2_UCHAR why[160];
-        if (pcre2_get_error_message(code, why, sizeof why) < 0) strcpy((char *)why, "invalid");
         violation_add(violations, f->name, "pattern",
-                      "Field \"%s\": pattern does not compile (%s at offset %zu)", f->name,
-                      (const char *)why, (size_t)offset);
+                      "Field \"%s\": pattern does not compile (%s at offset %zu)", f->name, why,
+                      offset);
         return;
     }
     f->pattern = xstrdup(json_string_value(v));
@@ -1276,6 +1267,23 @@ static json_t *record_finish(const schema_t *s, json_t *rec, json_t *violations,
     return rec;
 }
 
+/* The value a field absent from an insert's data gets: generated, its default, or none.
+ * Returns -1 (err set) when generating fails. */
+static int absent_value(const schema_t *s, const schema_field_t *f, schema_gen_fn gen, void *gen_ctx,
+                        json_t **out, err_t *err) {
+    *out = NULL;
+    if (f->generated != GEN_NONE) {
+        *out = field_generate(s, f, gen, gen_ctx, err);
+        return *out ? 0 : -1;
+    }
+    if (f->default_value) {
+        /* Containers are copied so no record can ever reach into the schema. */
+        bool container = json_is_object(f->default_value) || json_is_array(f->default_value);
+        *out = container ? json_deep_copy(f->default_value) : json_incref(f->default_value);
+    }
+    return 0;
+}
+
 json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_fn gen,
                               void *gen_ctx, err_t *err) {
     if (!json_is_object(data)) {
@@ -1293,16 +1301,9 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
         json_t *v = json_walk_get(&w, f->name);
         if (v) {
             v = json_incref(v);
-        } else if (f->generated != GEN_NONE) {
-            v = field_generate(s, f, gen, gen_ctx, err);
-            if (!v) {
-                json_decref(rec);
-                return NULL;
-            }
-        } else if (f->default_value) {
-            /* Containers are copied so no record can ever reach into the schema. */
-            bool container = json_is_object(f->default_value) || json_is_array(f->default_value);
-            v = container ? json_deep_copy(f->default_value) : json_incref(f->default_value);
+        } else if (absent_value(s, f, gen, gen_ctx, &v, err) < 0) {
+            json_decref(rec);
+            return NULL;
         }
         if (v) json_object_set_new_nocheck(rec, f->name, v); /* names were checked at compile */
     }
@@ -1314,6 +1315,50 @@ json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_
         json_object_set_nocheck(rec, k, v); /* a key of a parsed object: valid UTF-8 */
     }
     return record_finish(s, rec, json_array(), err);
+}
+
+/* Whether an insert's data is laid out as its record would be: only declared fields,
+ * in schema order, with no generated or default value due before the last of them.
+ * Sets *next to the index of the first field after that last one. */
+static bool data_in_record_order(const schema_t *s, const json_t *data, size_t *next) {
+    size_t i = 0;
+    const char *k;
+    size_t klen;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)data, k, klen, v) {
+        (void)v;
+        if (k[0] == '_' || strlen(k) != klen) return false;
+        for (;; i++) {
+            if (i == s->field_count) return false; /* undeclared, or out of order */
+            const schema_field_t *f = &s->fields[i];
+            if (strcmp(f->name, k) == 0) break;
+            if (f->generated != GEN_NONE || f->default_value) return false;
+        }
+        i++;
+    }
+    *next = i;
+    return true;
+}
+
+json_t *schema_prepare_insert_take(const schema_t *s, json_t *data, schema_gen_fn gen,
+                                   void *gen_ctx, err_t *err) {
+    size_t next;
+    if (!json_is_object(data) || data->refcount != 1 || !data_in_record_order(s, data, &next)) {
+        json_t *rec = schema_prepare_insert(s, data, gen, gen_ctx, err);
+        json_decref(data);
+        return rec;
+    }
+    /* The caller's only reference: the data becomes the record, member for member
+     * what schema_prepare_insert would build, without copying a member. */
+    for (size_t i = next; i < s->field_count; i++) {
+        json_t *v;
+        if (absent_value(s, &s->fields[i], gen, gen_ctx, &v, err) < 0) {
+            json_decref(data);
+            return NULL;
+        }
+        if (v) json_object_set_new_nocheck(data, s->fields[i].name, v);
+    }
+    return record_finish(s, data, json_array(), err);
 }
 
 json_t *schema_prepare_update(const schema_t *s, const json_t *current, const json_t *patch,
