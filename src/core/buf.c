@@ -37,7 +37,7 @@ static int buf_grow(buf_t *b, size_t n) {
     return 0;
 }
 
-int buf_append(buf_t *b, const void *p, size_t n) {
+int buf_append_grow(buf_t *b, const void *p, size_t n) {
     if (buf_grow(b, n) < 0) return -1;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -77,14 +77,9 @@ void buf_consume(buf_t *b, size_t n) {
     b->data[b->len] = '\0';
 }
 
-char *buf_reserve(buf_t *b, size_t n) {
+char *buf_reserve_grow(buf_t *b, size_t n) {
     if (buf_grow(b, n) < 0) return NULL;
     return b->data + b->len;
-}
-
-void buf_commit(buf_t *b, size_t n) {
-    b->len += n;
-    b->data[b->len] = '\0';
 }
 
 const char *buf_cstr(buf_t *b) {

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef struct {
     char *data;
@@ -19,8 +20,22 @@ void buf_init(buf_t *b, size_t max);
 /* Empties the buffer and frees its storage; the buffer stays usable (same cap). */
 void buf_cleanup(buf_t *b);
 
-/* Appends n bytes. Returns 0, or -1 (and appends nothing) when the cap would be passed. */
-int buf_append(buf_t *b, const void *p, size_t n);
+/* The paths of buf_append and buf_reserve that grow the storage or check the cap. */
+int buf_append_grow(buf_t *b, const void *p, size_t n);
+char *buf_reserve_grow(buf_t *b, size_t n);
+
+/* Appends n bytes. Returns 0, or -1 (and appends nothing) when the cap would be passed.
+ * Inline while the bytes fit (with room for the NUL) in an uncapped buffer: JSON
+ * writing appends many short pieces. */
+static inline int buf_append(buf_t *b, const void *p, size_t n) {
+    if (!b->max && n < b->cap - b->len) {
+        if (n) memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return buf_append_grow(b, p, n);
+}
 int buf_append_str(buf_t *b, const char *s);
 /* Inline: JSON writing appends one character at a time between strings. */
 static inline int buf_append_char(buf_t *b, char c) {
@@ -36,9 +51,16 @@ int buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(pri
 
 /* Removes the first n bytes (n <= len). */
 void buf_consume(buf_t *b, size_t n);
-/* Makes room for n more bytes and returns a pointer to them; commit with buf_commit. */
-char *buf_reserve(buf_t *b, size_t n);
-void buf_commit(buf_t *b, size_t n);
+/* Makes room for n more bytes and returns a pointer to them (NULL when the cap would be
+ * passed); commit with buf_commit. */
+static inline char *buf_reserve(buf_t *b, size_t n) {
+    if (!b->max && n < b->cap - b->len) return b->data + b->len;
+    return buf_reserve_grow(b, n);
+}
+static inline void buf_commit(buf_t *b, size_t n) {
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 /* Empties the buffer and keeps its storage (for long-lived scratch buffers). */
 void buf_reset(buf_t *b);
 /* Returns the contents as a NUL-terminated string (the NUL is not counted in len). */

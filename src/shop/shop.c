@@ -345,7 +345,7 @@ static void tx_op(shop_ctx_t *c, const char *op, const char *bucket, const char 
 static void writes_free(shop_ctx_t *c) {
     for (size_t i = 0; i < c->nwrites; i++) {
         free((char *)c->writes[i].key);
-        json_decref((json_t *)c->writes[i].data);
+        json_decref(c->writes[i].data); /* NULL once store_write_all took it */
     }
     free(c->writes);
 }

@@ -86,6 +86,11 @@ const schema_field_t *schema_field_get(const schema_t *s, const char *name);
  * The same holds for schema_prepare_update and `current`/`patch`. */
 json_t *schema_prepare_insert(const schema_t *s, const json_t *data, schema_gen_fn gen, void *gen_ctx,
                               err_t *err);
+/* The same, taking the caller's reference to `data`. When it is the only reference and
+ * `data` holds declared fields only, in schema order, the record is finished in `data`
+ * itself instead of a copy (the result is the same, member for member). */
+json_t *schema_prepare_insert_take(const schema_t *s, json_t *data, schema_gen_fn gen, void *gen_ctx,
+                                   err_t *err);
 
 /* Merges `patch` into `current` (a stored record): generated fields and metadata are
  * stripped from the patch, the key field may not change (VALIDATION_ERROR when the

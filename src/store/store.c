@@ -1402,11 +1402,20 @@ out:
 
 /* ---- writes (inside a transaction) ---- */
 
-static json_t *meta_stamp(json_t *rec, int64_t version, int64_t created, int64_t updated) {
+/* Sets a record's metadata. `created` is taken (a new record shares it with
+ * _updatedAt; an update keeps the stored one). When `rec` already has the three members
+ * (a copy of the stored record that gained no member), they are replaced where they
+ * are, which is at the end; otherwise they are moved to the end. */
+static void meta_stamp(json_t *rec, int64_t version, json_t *created, int64_t updated, bool in_place) {
+    if (!in_place) {
+        json_object_del(rec, "_version");
+        json_object_del(rec, "_createdAt");
+        json_object_del(rec, "_updatedAt");
+    }
     json_object_set_new_nocheck(rec, "_version", json_integer(version));
-    json_object_set_new_nocheck(rec, "_createdAt", json_integer(created));
-    json_object_set_new_nocheck(rec, "_updatedAt", json_integer(updated));
-    return rec;
+    json_object_set_new_nocheck(rec, "_createdAt", created);
+    json_object_set_new_nocheck(rec, "_updatedAt",
+                                json_integer_value(created) == updated ? json_incref(created) : json_integer(updated));
 }
 
 /* Turns a uniqueness failure into ALREADY_EXISTS naming the field. */
@@ -1488,6 +1497,27 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     return 0;
 }
 
+/* Writes a prepared record (taken; NULL: preparing failed, err is set). */
+static int insert_record(store_t *st, bucket_t *b, json_t *rec, buf_t *out, err_t *err) {
+    if (!rec) return -1;
+    json_t *key = json_object_get(rec, b->schema->key);
+    if (!json_is_string(key) && !json_is_number(key)) {
+        err_set(err, ERR_VALIDATION, "Validation failed for bucket \"%s\": key field \"%s\" must be a string or a number",
+                b->name, b->schema->key);
+        json_decref(rec);
+        return -1;
+    }
+    int64_t now = clock_now_ms();
+    meta_stamp(rec, 1, json_integer(now), now, true);
+    if (write_doc(st, b, b->sql_insert, rec, 0, out, err) < 0) {
+        json_decref(rec);
+        return -1;
+    }
+    changes_add(st, b, CHANGE_INSERT, key, NULL, rec, db_last_insert_rowid(st->db));
+    json_decref(rec);
+    return 0;
+}
+
 static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_owner_t *owner, buf_t *out,
                      err_t *err) {
     if (!json_is_object(data)) return bad_field(err, "data", "object");
@@ -1503,23 +1533,7 @@ static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_o
     }
     json_t *rec = schema_prepare_insert(b->schema, data, gen_autoincrement, st, err);
     json_decref(owned);
-    if (!rec) return -1;
-    json_t *key = json_object_get(rec, b->schema->key);
-    if (!json_is_string(key) && !json_is_number(key)) {
-        err_set(err, ERR_VALIDATION, "Validation failed for bucket \"%s\": key field \"%s\" must be a string or a number",
-                b->name, b->schema->key);
-        json_decref(rec);
-        return -1;
-    }
-    int64_t now = clock_now_ms();
-    meta_stamp(rec, 1, now, now);
-    if (write_doc(st, b, b->sql_insert, rec, 0, out, err) < 0) {
-        json_decref(rec);
-        return -1;
-    }
-    changes_add(st, b, CHANGE_INSERT, key, NULL, rec, db_last_insert_rowid(st->db));
-    json_decref(rec);
-    return 0;
+    return insert_record(st, b, rec, out, err);
 }
 
 /* Optimistic concurrency (extension): with "expectedVersion", an update or delete
@@ -1578,12 +1592,9 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
         return -1;
     }
     int64_t version = json_integer_value(json_object_get(cur, "_version")) + 1;
-    int64_t created = json_integer_value(json_object_get(cur, "_createdAt"));
-    int64_t now = clock_now_ms();
-    json_object_del(rec, "_version");
-    json_object_del(rec, "_createdAt");
-    json_object_del(rec, "_updatedAt");
-    meta_stamp(rec, version, created, now);
+    json_t *created = json_object_get(cur, "_createdAt");
+    meta_stamp(rec, version, json_is_integer(created) ? json_incref(created) : json_integer(0), clock_now_ms(),
+               json_object_size(rec) == json_object_size(cur));
     const char *sql = b->sql_update_unindexed;
     for (size_t i = 0; i < b->nindexed; i++) {
         const json_t *was = json_object_get(cur, b->indexed[i]), *now_v = json_object_get(rec, b->indexed[i]);
@@ -1866,36 +1877,53 @@ int store_transaction_checked(store_t *st, const json_t *operations, store_tx_ch
     return 0;
 }
 
-int store_write_all(store_t *st, const store_write_t *w, size_t n, err_t *err) {
+/* Drops the data references of writes not run. */
+static void writes_release(store_write_t *w, size_t from, size_t n) {
+    for (size_t i = from; i < n; i++) {
+        json_decref(w[i].data);
+        w[i].data = NULL;
+    }
+}
+
+int store_write_all(store_t *st, store_write_t *w, size_t n, err_t *err) {
     if (n > STORE_MAX_TX_OPS) {
         err_set(err, ERR_VALIDATION, "\"operations\" may contain at most %d operations", STORE_MAX_TX_OPS);
+        writes_release(w, 0, n);
         return -1;
     }
     if (n == 0) return 0;
     bool undoable = true; /* see tx_begin */
     for (size_t i = 0; i < n; i++)
         undoable = undoable && write_undoable(strmap_get(&st->buckets, w[i].bucket), w[i].op);
-    if (tx_begin(st, undoable, err) < 0) return -1;
+    if (tx_begin(st, undoable, err) < 0) {
+        writes_release(w, 0, n);
+        return -1;
+    }
     buf_t out; /* the records written; kept only for the cache (op_update) */
     buf_init(&out, 0);
     size_t i = 0;
     for (; i < n; i++) {
         bucket_t *b = store_bucket_find(st, w[i].bucket, err);
         if (!b) break;
+        json_t *data = w[i].data;
+        w[i].data = NULL;
         int rc;
         if (strcmp(w[i].op, "insert") == 0) {
-            rc = op_insert(st, b, w[i].data, NULL, &out, err);
+            rc = insert_record(st, b, schema_prepare_insert_take(b->schema, data, gen_autoincrement, st, err),
+                               &out, err);
         } else {
             json_t *key = json_stringn_nocheck(w[i].key, strlen(w[i].key));
-            rc = strcmp(w[i].op, "update") == 0 ? op_update(st, b, key, w[i].data, NULL, NULL, &out, err)
+            rc = strcmp(w[i].op, "update") == 0 ? op_update(st, b, key, data, NULL, NULL, &out, err)
                                                  : op_delete(st, b, key, NULL, NULL, &out, err);
             json_decref(key);
+            json_decref(data);
         }
         if (rc < 0) break;
         buf_reset(&out);
     }
     buf_cleanup(&out);
     if (i < n) {
+        writes_release(w, i, n);
         tx_error_index(err, i);
         tx_abort(st);
         return -1;

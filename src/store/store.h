@@ -153,12 +153,15 @@ typedef struct {
     const char *op;     /* "insert", "update" or "delete" */
     const char *bucket;
     const char *key;    /* update, delete: the record's string key */
-    const json_t *data; /* insert: the record; update: the fields it changes */
+    json_t *data;       /* insert: the record; update: the fields it changes */
 } store_write_t;
 /* Runs the writes as one transaction, like a store_transaction of writes only: all or
  * nothing, the first failure's error (with details.index) is the answer. No ownership
- * rules apply. Saves the shop building and the store reading an operations array. */
-int store_write_all(store_t *st, const store_write_t *w, size_t n, err_t *err);
+ * rules apply. Saves the shop building and the store reading an operations array.
+ * Takes every write's `data` reference, succeed or fail, and sets `data` to NULL: an
+ * insert whose data has no other reference and lists declared fields in schema order
+ * becomes the stored record itself (schema_prepare_insert_take). */
+int store_write_all(store_t *st, store_write_t *w, size_t n, err_t *err);
 
 /* ---- operations ----
  * `op` is the operation name without the "store." prefix ("get", "where", …) and

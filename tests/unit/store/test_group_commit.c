@@ -223,10 +223,12 @@ Test(group_commit, writes_from_server_code_run_all_or_nothing) {
                           {"insert", "items", NULL, b},
                           {"update", "items", "a", patch},
                           {"delete", "items", "b", NULL}};
+    json_incref(patch); /* used again below */
     cr_assert_eq(store_write_all(st, ok, 4, &err), 0, "%s", err.msg);
+    for (size_t i = 0; i < 4; i++) cr_assert_null(ok[i].data, "write %zu's data was taken", i);
     cr_assert_eq(count_items(), 1);
     json_t *c = json_loads("{\"id\":\"c\",\"n\":3}", 0, NULL);
-    store_write_t bad[] = {{"insert", "items", NULL, c}, {"update", "items", "ghost", patch}};
+    store_write_t bad[] = {{"insert", "items", NULL, c}, {"update", "items", "ghost", json_incref(patch)}};
     cr_assert_eq(store_write_all(st, bad, 2, &err), -1);
     cr_assert_eq(err.code, ERR_NOT_FOUND, "%s", err.msg);
     cr_assert_eq(json_integer_value(json_object_get(err.details, "index")), 1);
@@ -235,9 +237,8 @@ Test(group_commit, writes_from_server_code_run_all_or_nothing) {
     cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
     cr_assert_eq(sets_seen, 1, "one change set for the write that succeeded");
     cr_assert_eq(changes_seen, 4);
-    json_decref(a);
-    json_decref(b);
-    json_decref(c);
+    cr_assert_null(bad[0].data);
+    cr_assert_null(bad[1].data, "the data of a write not run is released too");
     json_decref(patch);
 }
 

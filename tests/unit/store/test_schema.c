@@ -1380,6 +1380,63 @@ Test(schema_insert, defaults_are_copied_and_data_changes_stay_at_the_top_level) 
     schema_free(s);
 }
 
+/* schema_prepare_insert_take gives the record schema_prepare_insert would, whether it
+ * finishes the caller's data in place or copies it. */
+static void expect_take(const schema_t *s, const char *data, bool in_place) {
+    json_t *d = J(data);
+    bool id_given = json_object_get(d, "id") != NULL;
+    err_t err = ERR_INIT;
+    json_t *copy = schema_prepare_insert(s, d, NULL, NULL, &err);
+    cr_assert_not_null(copy, "%s", err.msg);
+    if (!id_given) json_object_set_new(copy, "id", json_string("generated")); /* in place */
+    char *want = dump(copy);
+    json_decref(copy);
+    json_t *rec = schema_prepare_insert_take(s, d, NULL, NULL, &err);
+    cr_assert_not_null(rec, "%s", err.msg);
+    cr_assert_eq(rec == d, in_place, "%s: %s", data, in_place ? "finished in place" : "copied");
+    if (!id_given) json_object_set_new(rec, "id", json_string("generated"));
+    expect_json(rec, want);
+    free(want);
+    json_decref(rec);
+}
+
+Test(schema_insert, taken_data_in_schema_order_becomes_the_record) {
+    schema_t *s = compile_ok(
+        "things", "{\"schema\":{\"id\":{\"type\":\"string\",\"generated\":\"uuid\"},"
+                  "\"a\":{\"type\":\"number\"},\"b\":{\"type\":\"number\",\"default\":7},"
+                  "\"c\":{\"type\":\"string\"},\"at\":{\"type\":\"integer\",\"default\":0}}}");
+    expect_take(s, "{\"id\":\"k\",\"a\":1,\"b\":2,\"c\":\"x\",\"at\":5}", true);
+    expect_take(s, "{\"id\":\"k\",\"a\":1}", true);           /* b and at appended */
+    expect_take(s, "{\"id\":\"k\",\"b\":2,\"c\":\"x\"}", true); /* a absent, nothing due */
+    expect_take(s, "{\"a\":1,\"b\":2}", false);               /* id is generated before a */
+    expect_take(s, "{\"id\":\"k\",\"c\":\"x\"}", false);         /* b's default is due before c */
+    expect_take(s, "{\"id\":\"k\",\"b\":2,\"a\":1}", false);     /* out of order */
+    expect_take(s, "{\"id\":\"k\",\"a\":1,\"zz\":1}", false);    /* undeclared */
+    expect_take(s, "{\"id\":\"k\",\"a\":1,\"_version\":3}", false); /* metadata dropped */
+    schema_free(s);
+}
+
+Test(schema_insert, taken_data_that_is_shared_is_copied_and_left_alone) {
+    schema_t *s = compile_ok("things", "{\"schema\":{\"id\":{\"type\":\"string\"},"
+                                       "\"n\":{\"type\":\"integer\",\"default\":1}}}");
+    json_t *d = J("{\"id\":\"k\"}");
+    err_t err = ERR_INIT;
+    json_t *rec = schema_prepare_insert_take(s, json_incref(d), NULL, NULL, &err);
+    cr_assert_not_null(rec, "%s", err.msg);
+    cr_assert_neq(rec, d);
+    expect_json(rec, "{\"id\":\"k\",\"n\":1}");
+    expect_json(d, "{\"id\":\"k\"}");
+    cr_assert_eq(d->refcount, 1, "the taken reference was dropped");
+    json_decref(rec);
+    json_decref(d);
+    /* A refused record releases what it took. */
+    d = J("{\"id\":5}");
+    cr_assert_null(schema_prepare_insert_take(s, d, NULL, NULL, &err));
+    cr_assert_eq(err.code, ERR_VALIDATION);
+    err_clear(&err);
+    schema_free(s);
+}
+
 Test(schema_insert, data_must_be_an_object) {
     schema_t *s = compile_ok("users", SPEC_EXAMPLE);
     err_t err = ERR_INIT;
