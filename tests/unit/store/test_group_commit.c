@@ -260,3 +260,54 @@ Test(group_commit, changes_no_listener_wants_are_not_kept) {
     cr_assert_eq(changes_seen, 1);
     cr_assert_eq(count_items(), 0, "the writes themselves all happened");
 }
+
+static json_t *get_item(const char *key) {
+    json_t *req = json_pack("{s:s, s:s}", "bucket", "items", "key", key);
+    buf_t out;
+    buf_init(&out, 0);
+    err_t err = ERR_INIT;
+    cr_assert_eq(store_execute(st, "get", req, &out, &err), 0, "%s", err.msg);
+    json_t *rec = json_loads(buf_cstr(&out), 0, NULL);
+    cr_assert_not_null(rec);
+    buf_cleanup(&out);
+    json_decref(req);
+    return rec;
+}
+
+static void expect_keys(const json_t *rec, const char *want) {
+    char keys[256] = "";
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)rec, k, v) {
+        strcat(keys, k);
+        strcat(keys, " ");
+    }
+    cr_assert_str_eq(keys, want);
+}
+
+/* Updates keep the metadata last: replaced where it is when the update adds no field,
+ * moved behind a field the update adds. _createdAt never changes. */
+Test(group_commit, metadata_stays_last_through_updates) {
+    err_t err = ERR_INIT;
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0, "%s", err.msg);
+    json_t *first = get_item("a");
+    expect_keys(first, "id n _version _createdAt _updatedAt ");
+    cr_assert_eq(json_integer_value(json_object_get(first, "_createdAt")),
+                 json_integer_value(json_object_get(first, "_updatedAt")));
+    cr_assert_eq(run("update", "{\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"n\":2}}", &err), 0, "%s", err.msg);
+    json_t *second = get_item("a");
+    expect_keys(second, "id n _version _createdAt _updatedAt ");
+    cr_assert_eq(json_integer_value(json_object_get(second, "_version")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(second, "n")), 2);
+    cr_assert(json_equal(json_object_get(first, "_createdAt"), json_object_get(second, "_createdAt")));
+    cr_assert_eq(run("update", "{\"bucket\":\"items\",\"key\":\"a\",\"data\":{\"note\":\"x\"}}", &err), 0, "%s",
+                 err.msg);
+    json_t *third = get_item("a");
+    expect_keys(third, "id n note _version _createdAt _updatedAt ");
+    cr_assert_eq(json_integer_value(json_object_get(third, "_version")), 3);
+    cr_assert(json_equal(json_object_get(first, "_createdAt"), json_object_get(third, "_createdAt")));
+    json_decref(first);
+    json_decref(second);
+    json_decref(third);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+}
