@@ -81,6 +81,7 @@ static void on_batch_commit(void *udata, int rc, const err_t *err) {
         return;
     }
     log_error("store.commit_failed", "error=\"%s\"", err->msg);
+    if (app->rules) rules_facts_forget(app->rules); /* it took fact writes now undone */
     err_t e = ERR_INIT;
     err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
     realtime_release_held(app->rt, &e);

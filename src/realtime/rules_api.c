@@ -98,8 +98,7 @@ static void h_query_facts(rt_call_t *call, void *u) {
 static void h_all_facts(rt_call_t *call, void *u) {
     (void)u;
     err_t err = ERR_INIT;
-    rules_all_facts(api.rules, &api.out);
-    answer(call, 0, &err);
+    answer(call, rules_all_facts(api.rules, &api.out, &err), &err);
 }
 
 static void release_rules_sub(void *handle, void *udata) {

@@ -1,10 +1,15 @@
 /* Facts: named JSON values with ':'-separated keys (spec §5).
  *
- * The table lives in memory (a strmap of key → value) and is written through to
- * _shopd_facts before the memory changes, so what reads see is what a restart loads.
- * Values are copied on the way in and never modified afterwards: a trigger context
- * can hold a reference to one while an action replaces the fact. Every set and every
- * delete of an existing fact is offered to the rules with `when.fact` patterns. */
+ * _shopd_facts holds the facts; memory holds a cache of the values read and written
+ * lately, at most RULES_FACT_CACHE keys, emptied when full (like the store's record
+ * cache), absent keys included. A shop sets a fact for every order it takes
+ * (order:<id>:status): held wholly in memory, as before 0.5.0, they grew by 150–200
+ * bytes per order for good, and past 100 000 facts every new one was refused. Writes go
+ * to the table first, in the store's group commit, then to the cache, so what reads see
+ * is what a restart finds; when a batch fails, the cache is emptied (rules_facts_forget).
+ * Values are copied on the way in and never modified afterwards: a trigger context can
+ * hold a reference to one while an action replaces the fact. Every set and every delete
+ * of an existing fact is offered to the rules with `when.fact` patterns. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +18,26 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "rules/rules_int.h"
+
+/* The cache's value for a key known to have no fact. */
+static char absent_mark;
+#define ABSENT ((void *)&absent_mark)
+
+static void cache_clear(rules_t *r) {
+    size_t it = 0;
+    void *v;
+    while (strmap_next(&r->facts, &it, NULL, &v))
+        if (v != ABSENT) json_decref(v);
+    strmap_cleanup(&r->facts);
+    strmap_init(&r->facts);
+}
+
+/* Caches `value` (taken; ABSENT for none) under key. */
+static void cache_put(rules_t *r, const char *key, void *value) {
+    if (!strmap_get(&r->facts, key) && r->facts.count >= RULES_FACT_CACHE) cache_clear(r);
+    void *old = strmap_put(&r->facts, key, value);
+    if (old && old != ABSENT) json_decref(old);
+}
 
 static int key_check(const char *key, err_t *err) {
     if (!key || !*key) {
@@ -31,37 +56,85 @@ static int key_check(const char *key, err_t *err) {
     return 0;
 }
 
-int rules_facts_load(rules_t *r, err_t *err) {
-    db_stmt_t *q = db_prepare(r->db, "SELECT key, value FROM _shopd_facts", err);
+static int count_facts(rules_t *r, err_t *err) {
+    db_stmt_t *q = db_prepare(r->db, "SELECT count(*) FROM _shopd_facts", err);
     if (!q) return -1;
-    db_step_t rc;
-    while ((rc = db_step(q, err)) == DB_ROW) {
-        size_t kn, vn;
-        const char *k = db_column_text(q, 0, &kn);
-        const char *v = db_column_text(q, 1, &vn);
-        json_error_t jerr;
-        json_t *value = v ? json_loadb(v, vn, JSON_DECODE_ANY, &jerr) : NULL;
-        if (!k || !value) {
-            log_warn("rules.fact_skipped", "reason=%s", "unreadable row");
-            continue;
-        }
-        char *key = xstrndup(k, kn);
-        json_decref(strmap_put(&r->facts, key, value));
-        free(key);
-    }
+    db_step_t rc = db_step(q, err);
+    if (rc == DB_ROW) r->fact_count = (size_t)db_column_int(q, 0);
     db_done(q);
-    return rc == DB_ERROR ? -1 : 0;
+    return rc == DB_ROW ? 0 : -1;
+}
+
+int rules_facts_load(rules_t *r, err_t *err) { return count_facts(r, err); }
+
+void rules_facts_forget(rules_t *r) {
+    cache_clear(r);
+    err_t err = ERR_INIT;
+    if (count_facts(r, &err) < 0) log_warn("rules.fact_count_failed", "error=\"%s\"", err.msg);
+    err_clear(&err);
 }
 
 void rules_facts_cleanup(rules_t *r) {
-    size_t it = 0;
-    void *v;
-    while (strmap_next(&r->facts, &it, NULL, &v)) json_decref(v);
+    cache_clear(r);
     strmap_cleanup(&r->facts);
 }
 
-const json_t *rules_fact_peek(const rules_t *r, const char *key) {
-    return key ? strmap_get(&r->facts, key) : NULL;
+const json_t *rules_fact_peek(rules_t *r, const char *key) {
+    if (!key) return NULL;
+    void *v = strmap_get(&r->facts, key);
+    if (v) return v == ABSENT ? NULL : v;
+    err_t err = ERR_INIT;
+    json_t *value = NULL;
+    db_stmt_t *q = db_prepare(r->db, "SELECT value FROM _shopd_facts WHERE key = ?1", &err);
+    if (q) {
+        db_bind_text(q, 1, key, strlen(key));
+        if (db_step(q, &err) == DB_ROW) {
+            size_t n;
+            const char *text = db_column_text(q, 0, &n);
+            json_error_t jerr;
+            value = text ? json_loadb(text, n, JSON_DECODE_ANY, &jerr) : NULL;
+            if (!value) log_warn("rules.fact_unreadable", "key=%s", key);
+        }
+        db_done(q);
+    }
+    if (err.code != ERR_NONE) { /* not cached: the next read tries again */
+        log_warn("rules.fact_read_failed", "key=%s error=\"%s\"", key, err.msg);
+        err_clear(&err);
+        json_decref(value);
+        return NULL;
+    }
+    cache_put(r, key, value ? value : ABSENT);
+    return value;
+}
+
+/* A new reference to the fact's value when a `when.fact` rule will be told of a change
+ * to key (it gets the value as `previous`), else NULL without reading it. */
+static json_t *previous_for_rules(rules_t *r, const char *key) {
+    size_t n;
+    rules_engine_candidates(r, TRIGGER_FACT, key, 0, &n);
+    return n ? json_incref((json_t *)rules_fact_peek(r, key)) : NULL;
+}
+
+/* Runs `sql` (?1 key, ?2 value text, ?3 now) in the store's batch; *changed gets the
+ * number of rows it changed. */
+static int fact_write(rules_t *r, const char *sql, const char *key, const buf_t *text, int *changed,
+                      err_t *err) {
+    if (store_write_begin(r->store, err) < 0) return -1;
+    db_stmt_t *q = db_prepare(r->db, sql, err);
+    if (!q) return -1;
+    db_bind_text(q, 1, key, strlen(key));
+    if (text) db_bind_text(q, 2, text->data, text->len);
+    if (text) db_bind_int(q, 3, clock_now_ms());
+    db_step_t st = db_step(q, err);
+    db_done(q);
+    if (st == DB_ERROR) {
+        log_error("rules.fact_write_failed", "error=%s", db_last_error(r->db));
+        err_clear(err);
+        err_set(err, ERR_INTERNAL, "Could not store the fact");
+        return -1;
+    }
+    *changed = db_changes(r->db);
+    return 0;
 }
 
 /* Offers a fact change to the rules; `value` NULL for a delete. */
@@ -87,6 +160,7 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
         return -1;
     }
     int rc = -1;
+    json_t *previous = NULL;
     buf_t text;
     buf_init(&text, 0);
     json_write(&text, value);
@@ -95,31 +169,19 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
                 RULES_MAX_FACT_VALUE);
         goto out;
     }
-    json_t *old = strmap_get(&r->facts, key);
-    if (!old && r->facts.count >= RULES_MAX_FACTS) {
-        err_set(err, ERR_VALIDATION, "Too many facts (at most %d)", RULES_MAX_FACTS);
+    previous = previous_for_rules(r, key);
+    int changed;
+    if (fact_write(r, "UPDATE _shopd_facts SET value = ?2, updated_at = ?3 WHERE key = ?1", key, &text,
+                   &changed, err) < 0)
         goto out;
-    }
-    if (store_write_begin(r->store, err) < 0) goto out;
-    db_stmt_t *q =
-        db_prepare(r->db,
-                   "INSERT INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3) "
-                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
-                   "updated_at = excluded.updated_at",
-                   err);
-    if (!q) goto out;
-    db_bind_text(q, 1, key, strlen(key));
-    db_bind_text(q, 2, text.data, text.len);
-    db_bind_int(q, 3, clock_now_ms());
-    db_step_t st = db_step(q, err);
-    db_done(q);
-    if (st == DB_ERROR) {
-        log_error("rules.fact_write_failed", "error=%s", db_last_error(r->db));
-        err_set(err, ERR_INTERNAL, "Could not store the fact");
-        goto out;
+    if (changed == 0) { /* a new fact (an order's status is set once before it changes) */
+        if (fact_write(r, "INSERT INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3)", key,
+                       &text, &changed, err) < 0)
+            goto out;
+        r->fact_count++;
     }
     json_t *copy = json_deep_copy(value);
-    strmap_put(&r->facts, key, copy);
+    cache_put(r, key, json_incref(copy));
     if (out) {
         buf_append_str(out, "{\"key\":");
         json_write_string(out, key, strlen(key));
@@ -128,75 +190,82 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
         buf_append_char(out, '}');
     }
     rc = 0;
-    /* The map let go of `old`; the trigger context still needs it as `previous`. */
-    fact_changed(r, key, copy, old);
-    json_decref(old);
+    fact_changed(r, key, copy, previous);
+    json_decref(copy);
 out:
+    json_decref(previous);
     buf_cleanup(&text);
     return rc;
 }
 
 int rules_get_fact(rules_t *r, const char *key, buf_t *out, err_t *err) {
     if (key_check(key, err) < 0) return -1;
-    json_write(out, strmap_get(&r->facts, key));
+    json_write(out, rules_fact_peek(r, key));
     return 0;
 }
 
 int rules_delete_fact(rules_t *r, const char *key, buf_t *out, err_t *err) {
     if (key_check(key, err) < 0) return -1;
-    json_t *old = strmap_get(&r->facts, key);
-    if (!old) {
-        if (out) buf_append_str(out, "{\"deleted\":false}");
-        return 0;
-    }
-    if (store_write_begin(r->store, err) < 0) return -1;
-    db_stmt_t *q = db_prepare(r->db, "DELETE FROM _shopd_facts WHERE key = ?1", err);
-    if (!q) return -1;
-    db_bind_text(q, 1, key, strlen(key));
-    db_step_t st = db_step(q, err);
-    db_done(q);
-    if (st == DB_ERROR) {
-        log_error("rules.fact_write_failed", "error=%s", db_last_error(r->db));
-        err_set(err, ERR_INTERNAL, "Could not delete the fact");
+    json_t *previous = previous_for_rules(r, key);
+    int changed;
+    if (fact_write(r, "DELETE FROM _shopd_facts WHERE key = ?1", key, NULL, &changed, err) < 0) {
+        json_decref(previous);
         return -1;
     }
-    strmap_del(&r->facts, key);
-    if (out) buf_append_str(out, "{\"deleted\":true}");
-    fact_changed(r, key, NULL, old);
-    json_decref(old);
+    cache_put(r, key, ABSENT);
+    if (out) buf_append_str(out, changed ? "{\"deleted\":true}" : "{\"deleted\":false}");
+    if (changed) {
+        r->fact_count--;
+        fact_changed(r, key, NULL, previous);
+    }
+    json_decref(previous);
     return 0;
 }
 
 /* ---- listing ---- */
 
-typedef struct {
-    const char *key;
-    const json_t *value;
-} fact_ref_t;
-
-static int fact_ref_cmp(const void *a, const void *b) {
-    return strcmp(((const fact_ref_t *)a)->key, ((const fact_ref_t *)b)->key);
-}
-
-/* Appends [{"key","value"},…] of the facts matching pattern (all when NULL), by key. */
-static void facts_list(rules_t *r, const char *pattern, buf_t *out) {
-    fact_ref_t *refs = xmalloc((r->facts.count ? r->facts.count : 1) * sizeof *refs);
-    size_t n = 0, it = 0;
-    const char *k;
-    void *v;
-    while (strmap_next(&r->facts, &it, &k, &v))
-        if (!pattern || rules_fact_match(pattern, k)) refs[n++] = (fact_ref_t){k, v};
-    qsort(refs, n, sizeof *refs, fact_ref_cmp);
+/* Appends [{"key","value"},…] of the facts matching pattern (all when NULL), by key.
+ * The rows come from the table in key order. A pattern without '*' is one key; one
+ * whose first '*' comes after some segments reads only the keys that start with those
+ * segments: from "order:" up to, not including, "order;" (':' + 1). */
+static int facts_list(rules_t *r, const char *pattern, buf_t *out, err_t *err) {
+    const char *star = pattern ? strchr(pattern, '*') : NULL; /* always a whole segment */
+    size_t prefix = !pattern ? 0 : star ? (size_t)(star - pattern) : strlen(pattern);
+    const char *sql = "SELECT key, value FROM _shopd_facts ORDER BY key";
+    if (prefix && !star) sql = "SELECT key, value FROM _shopd_facts WHERE key = ?1";
+    if (prefix && star) sql = "SELECT key, value FROM _shopd_facts WHERE key >= ?1 AND key < ?2 ORDER BY key";
+    db_stmt_t *q = db_prepare(r->db, sql, err);
+    if (!q) return -1;
+    if (prefix) db_bind_text(q, 1, pattern, prefix);
+    if (prefix && star) {
+        char *upper = xstrndup(pattern, prefix); /* ends in ':' */
+        upper[prefix - 1]++;
+        db_bind_text(q, 2, upper, prefix);
+        free(upper);
+    }
+    size_t mark = out->len;
     buf_append_char(out, '[');
-    for (size_t i = 0; i < n; i++) {
-        buf_append_str(out, i ? ",{\"key\":" : "{\"key\":");
-        json_write_string(out, refs[i].key, strlen(refs[i].key));
+    bool first = true;
+    db_step_t rc;
+    while ((rc = db_step(q, err)) == DB_ROW) {
+        size_t kn, vn;
+        const char *k = db_column_text(q, 0, &kn);
+        const char *v = db_column_text(q, 1, &vn);
+        if (!k || !v || (pattern && !rules_fact_match(pattern, k))) continue;
+        buf_append_str(out, first ? "{\"key\":" : ",{\"key\":");
+        json_write_string(out, k, kn);
         buf_append_str(out, ",\"value\":");
-        json_write(out, refs[i].value);
+        buf_append(out, v, vn);
         buf_append_char(out, '}');
+        first = false;
+    }
+    db_done(q);
+    if (rc == DB_ERROR) {
+        out->len = mark;
+        return -1;
     }
     buf_append_char(out, ']');
-    free(refs);
+    return 0;
 }
 
 int rules_query_facts(rules_t *r, const char *pattern, buf_t *out, err_t *err) {
@@ -211,10 +280,7 @@ int rules_query_facts(rules_t *r, const char *pattern, buf_t *out, err_t *err) {
                 RULES_MAX_KEY);
         return -1;
     }
-    facts_list(r, pattern, out);
-    return 0;
+    return facts_list(r, pattern, out, err);
 }
 
-void rules_all_facts(rules_t *r, buf_t *out) {
-    facts_list(r, NULL, out);
-}
+int rules_all_facts(rules_t *r, buf_t *out, err_t *err) { return facts_list(r, NULL, out, err); }

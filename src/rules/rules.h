@@ -30,7 +30,7 @@
 #define RULES_MAX_DEPTH 16
 #define RULES_MAX_KEY 512            /* bytes in a fact key or a topic */
 #define RULES_MAX_FACT_VALUE 65536   /* bytes of a fact value, serialised */
-#define RULES_MAX_FACTS 100000
+#define RULES_FACT_CACHE 16384       /* fact keys held in memory (the rest stay in the table) */
 #define RULES_MAX_RULES 1000
 #define RULES_MAX_EVENT_DATA 262144  /* bytes of an event's data, serialised */
 
@@ -77,9 +77,13 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
 int rules_get_fact(rules_t *r, const char *key, buf_t *out, err_t *err);
 int rules_delete_fact(rules_t *r, const char *key, buf_t *out, err_t *err);
 int rules_query_facts(rules_t *r, const char *pattern, buf_t *out, err_t *err);
-void rules_all_facts(rules_t *r, buf_t *out);
-/* Borrowed value of a fact, or NULL. */
-const json_t *rules_fact_peek(const rules_t *r, const char *key);
+int rules_all_facts(rules_t *r, buf_t *out, err_t *err);
+/* The value of a fact, or NULL: borrowed, valid until the next fact operation (it may
+ * come from the table into the cache). */
+const json_t *rules_fact_peek(rules_t *r, const char *key);
+/* Empties the fact cache and counts the facts again: for after a failed group commit,
+ * which undid fact writes the cache had taken. */
+void rules_facts_forget(rules_t *r);
 
 /* ---- rules ---- */
 

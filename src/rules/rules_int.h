@@ -4,7 +4,7 @@
  *   rule_def.c  validating a rule definition and compiling it into a rule_t
  *   engine.c    trigger contexts, conditions, interpolation, actions, firing, depth
  *   events.c    emitting events: the event log and subscription fan-out
- *   facts.c     the fact table (memory + _shopd_facts)
+ *   facts.c     the fact table (_shopd_facts, and a cache of it)
  *   rules.c     the engine object, rule administration, persistence, stats
  *
  * Invariants: a rule_t is immutable once compiled (enable/disable swaps the `enabled`
@@ -109,7 +109,9 @@ struct rules {
     rules_deliver_fn deliver;
     size_t event_log_max;
 
-    strmap_t facts; /* key → json_t * (owned, never modified in place) */
+    strmap_t facts;    /* the fact cache (facts.c): key → json_t * (owned, never modified
+                        * in place), or a mark for a key without a fact */
+    size_t fact_count; /* rows in _shopd_facts */
 
     uint64_t next_event; /* n of the next evt-<n> */
     size_t since_prune;

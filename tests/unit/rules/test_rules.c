@@ -612,30 +612,105 @@ Test(rules, fact_keys_and_values_are_checked_and_capped) {
     buf_cleanup(&out);
 }
 
-Test(rules, the_fact_count_is_capped, .timeout = 120) {
-    /* One transaction around the inserts keeps this test fast. */
-    err_t err = ERR_INIT;
-    cr_assert_eq(db_begin(store_db(st), &err), 0);
-    json_t *one = json_integer(1);
-    char key[32];
-    for (int i = 0; i < RULES_MAX_FACTS; i++) {
-        snprintf(key, sizeof key, "f:%d", i);
-        cr_assert_eq(rules_set_fact(rules, key, one, NULL, &err), 0, "%s", err.msg);
-    }
-    cr_assert_eq(set_fact_fails("f:one-more", one), ERR_VALIDATION);
-    /* Replacing an existing fact still works at the cap. */
-    cr_assert_eq(rules_set_fact(rules, "f:7", one, NULL, &err), 0, "%s", err.msg);
-    cr_assert_eq(db_commit(store_db(st), &err), 0);
-    json_decref(one);
-    cr_assert_eq(stat("factsCount"), RULES_MAX_FACTS);
-}
-
 static char *query(const char *pattern) {
     buf_t out;
     buf_init(&out, 0);
     err_t err = ERR_INIT;
     cr_assert_eq(rules_query_facts(rules, pattern, &out, &err), 0, "%s: %s", pattern, err.msg);
     return buf_take(&out, NULL);
+}
+
+static void expect_query(const char *pattern, const char *want) {
+    char *got = query(pattern);
+    cr_assert_str_eq(got, want, "queryFacts %s", pattern);
+    free(got);
+}
+
+static char *get_fact(const char *key) {
+    buf_t out;
+    buf_init(&out, 0);
+    err_t err = ERR_INIT;
+    cr_assert_eq(rules_get_fact(rules, key, &out, &err), 0, "%s: %s", key, err.msg);
+    return buf_take(&out, NULL);
+}
+
+/* A shop sets a fact per order: facts live in the table, memory holds a bounded cache,
+ * and more facts than the cache holds are all kept, read and listed. */
+Test(rules, facts_are_not_capped_by_memory, .timeout = 120) {
+    err_t err = ERR_INIT;
+    cr_assert_eq(db_begin(store_db(st), &err), 0); /* one transaction keeps this fast */
+    json_t *v = json_integer(0);
+    char key[32];
+    const int n = RULES_FACT_CACHE + 1000;
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "f:%06d", i);
+        json_decref(v);
+        v = json_integer(i);
+        cr_assert_eq(rules_set_fact(rules, key, v, NULL, &err), 0, "%s", err.msg);
+    }
+    json_decref(v);
+    cr_assert_eq(db_commit(store_db(st), &err), 0);
+    cr_assert_eq(stat("factsCount"), n);
+    char *first = get_fact("f:000000"); /* long gone from the cache */
+    cr_assert_str_eq(first, "0");
+    free(first);
+    snprintf(key, sizeof key, "f:%06d", n - 1);
+    char *last = get_fact(key), want[16];
+    snprintf(want, sizeof want, "%d", n - 1);
+    cr_assert_str_eq(last, want);
+    free(last);
+    char *missing = get_fact("f:none");
+    cr_assert_str_eq(missing, "null");
+    free(missing);
+    buf_t out;
+    buf_init(&out, 0);
+    cr_assert_eq(rules_query_facts(rules, "f:*", &out, &err), 0, "%s", err.msg);
+    json_t *all = json_loads(buf_cstr(&out), 0, NULL);
+    cr_assert_eq(json_array_size(all), (size_t)n);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(all, 1234), "key")), "f:001234",
+                     "sorted by key");
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(all, 1234), "value")), 1234);
+    json_decref(all);
+    buf_cleanup(&out);
+    reopen();
+    cr_assert_eq(stat("factsCount"), n, "counted again after a restart");
+}
+
+/* A failed group commit undoes fact writes: the cache and the count follow the table. */
+Test(rules, forgetting_the_cache_follows_a_rolled_back_batch) {
+    err_t err = ERR_INIT;
+    json_t *one = json_integer(1), *two = json_integer(2);
+    cr_assert_eq(rules_set_fact(rules, "kept", one, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(db_begin(store_db(st), &err), 0);
+    cr_assert_eq(rules_set_fact(rules, "kept", two, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(rules_set_fact(rules, "lost", one, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(stat("factsCount"), 2);
+    db_rollback(store_db(st));
+    rules_facts_forget(rules);
+    cr_assert_eq(stat("factsCount"), 1);
+    char *kept = get_fact("kept"), *lost = get_fact("lost");
+    cr_assert_str_eq(kept, "1");
+    cr_assert_str_eq(lost, "null");
+    free(kept);
+    free(lost);
+    json_decref(one);
+    json_decref(two);
+}
+
+/* Patterns read a key range; the segments after a '*' still have to match. */
+Test(rules, fact_patterns_read_their_range_of_keys) {
+    err_t err = ERR_INIT;
+    const char *keys[] = {"order:1:status", "order:1:paidAt", "order:2:status", "orders:3:status",
+                          "order", "user:1:status"};
+    json_t *t = json_true();
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        cr_assert_eq(rules_set_fact(rules, keys[i], t, NULL, &err), 0, "%s", err.msg);
+    expect_query("order:*:status", "[{\"key\":\"order:1:status\",\"value\":true},"
+                                   "{\"key\":\"order:2:status\",\"value\":true}]");
+    expect_query("*:1:status", "[{\"key\":\"order:1:status\",\"value\":true},"
+                               "{\"key\":\"user:1:status\",\"value\":true}]");
+    expect_query("order", "[{\"key\":\"order\",\"value\":true}]");
+    expect_query("order:1:status", "[{\"key\":\"order:1:status\",\"value\":true}]");
 }
 
 Test(rules, query_facts_matches_whole_segments_and_sorts_by_key) {
@@ -645,25 +720,16 @@ Test(rules, query_facts_matches_whole_segments_and_sorts_by_key) {
     set_fact("user:1:name:x", "0");
     set_fact("config", "true");
     set_fact("order:order-1:status", "\"shipped\"");
-    char *s = query("user:*:name");
-    cr_assert_str_eq(s, "[{\"key\":\"user:1:name\",\"value\":\"Alice\"},"
-                        "{\"key\":\"user:2:name\",\"value\":\"Bob\"}]");
-    free(s);
-    s = query("*");
-    cr_assert_str_eq(s, "[{\"key\":\"config\",\"value\":true}]");
-    free(s);
-    s = query("order:*:status");
-    cr_assert_str_eq(s, "[{\"key\":\"order:order-1:status\",\"value\":\"shipped\"}]");
-    free(s);
-    s = query("user:1");
-    cr_assert_str_eq(s, "[{\"key\":\"user:1\",\"value\":{\"id\":1}}]");
-    free(s);
-    s = query("nothing:*");
-    cr_assert_str_eq(s, "[]");
-    free(s);
+    expect_query("user:*:name", "[{\"key\":\"user:1:name\",\"value\":\"Alice\"},"
+                                "{\"key\":\"user:2:name\",\"value\":\"Bob\"}]");
+    expect_query("*", "[{\"key\":\"config\",\"value\":true}]");
+    expect_query("order:*:status", "[{\"key\":\"order:order-1:status\",\"value\":\"shipped\"}]");
+    expect_query("user:1", "[{\"key\":\"user:1\",\"value\":{\"id\":1}}]");
+    expect_query("nothing:*", "[]");
     buf_t out;
     buf_init(&out, 0);
-    rules_all_facts(rules, &out);
+    err_t all_err = ERR_INIT;
+    cr_assert_eq(rules_all_facts(rules, &out, &all_err), 0, "%s", all_err.msg);
     json_t *all = parse_buf(&out);
     const char *order[] = {"config",      "order:order-1:status", "user:1",
                            "user:1:name", "user:1:name:x",        "user:2:name"};
