@@ -170,15 +170,17 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
         goto out;
     }
     previous = previous_for_rules(r, key);
+    /* Most facts are new (an order's status is set once before it changes): the insert
+     * goes first, the update only when the key was there. */
     int changed;
-    if (fact_write(r, "UPDATE _shopd_facts SET value = ?2, updated_at = ?3 WHERE key = ?1", key, &text,
-                   &changed, err) < 0)
+    if (fact_write(r, "INSERT OR IGNORE INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3)",
+                   key, &text, &changed, err) < 0)
         goto out;
-    if (changed == 0) { /* a new fact (an order's status is set once before it changes) */
-        if (fact_write(r, "INSERT INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3)", key,
-                       &text, &changed, err) < 0)
-            goto out;
+    if (changed) {
         r->fact_count++;
+    } else if (fact_write(r, "UPDATE _shopd_facts SET value = ?2, updated_at = ?3 WHERE key = ?1", key,
+                          &text, &changed, err) < 0) {
+        goto out;
     }
     json_t *copy = json_deep_copy(value);
     cache_put(r, key, json_incref(copy));
