@@ -1029,6 +1029,32 @@ Test(rules, store_triggers_watch_every_op_by_default_and_other_buckets_not_at_al
     cr_assert_eq(stat("rulesFired"), 3);
 }
 
+/* Under group commit store triggers fire at the commit, in write order, each with its
+ * own record and previous record, and conditions read facts as they are then. */
+Test(rules, group_commit_fires_store_triggers_at_the_commit) {
+    reg_quiet("{\"name\":\"low\",\"when\":{\"store\":{\"bucket\":\"products\",\"ops\":[\"update\"]}},"
+              "\"if\":[{\"path\":\"record.stock\",\"op\":\"lt\",\"value\":5},"
+              "{\"path\":\"previous.stock\",\"op\":\"gte\",\"value\":5}],"
+              "\"then\":[{\"setFact\":\"low:{{key}}\",\"value\":\"{{record.stock}}\"}]}");
+    reg_quiet("{\"name\":\"gated\",\"when\":{\"store\":{\"bucket\":\"products\",\"ops\":[\"update\"]}},"
+              "\"if\":[{\"fact\":\"gate\",\"op\":\"eq\",\"value\":true}],"
+              "\"then\":[{\"setFact\":\"gated:{{key}}\",\"value\":\"{{record.stock}}\"}]}");
+    store_run("insert", "{\"bucket\":\"products\",\"data\":{\"id\":\"p1\",\"stock\":9}}");
+    store_set_group_commit(st, true);
+    err_t err = ERR_INIT;
+    set_stock("p1", 7); /* neither rule will fire: not low, gate closed */
+    set_stock("p1", 3); /* crosses the line */
+    set_stock("p1", 2); /* already below */
+    set_fact("gate", "true"); /* opens the gate before the commit */
+    cr_assert_null(rules_fact_peek(rules, "low:p1"), "nothing fires before the commit");
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    assert_fact("low:p1", "3");
+    assert_fact("gated:p1", "2"); /* each update fired it; the last one wrote last */
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg); /* the rules' own writes */
+    cr_assert_eq(stat("rulesFired"), 4, "low once, gated for each of the three updates");
+    store_set_group_commit(st, false);
+}
+
 Test(rules, each_change_of_a_transaction_is_a_trigger) {
     reg_quiet(
         "{\"name\":\"tx\",\"when\":{\"store\":{\"bucket\":\"products\",\"ops\":[\"insert\"]}},"
