@@ -350,6 +350,12 @@ static bool trigger_matches(const rule_t *rule, trigger_kind_t kind, const char 
     return false;
 }
 
+bool rules_engine_has_trigger(const rules_t *r, trigger_kind_t kind, const char *subject, unsigned op) {
+    for (size_t i = 0; i < r->rule_count; i++)
+        if (trigger_matches(r->sorted[i], kind, subject, op)) return true;
+    return false;
+}
+
 rule_t **rules_engine_candidates(rules_t *r, trigger_kind_t kind, const char *subject, unsigned op,
                                  size_t *count_out) {
     r->counters.events_processed++;
@@ -423,10 +429,7 @@ static unsigned change_op(change_kind_t kind, const char **name) {
 bool rules_engine_wants_change(void *udata, const char *bucket, change_kind_t kind) {
     rules_t *r = udata;
     const char *name;
-    unsigned bit = change_op(kind, &name);
-    for (size_t i = 0; i < r->rule_count; i++)
-        if (trigger_matches(r->sorted[i], TRIGGER_STORE, bucket, bit)) return true;
-    return false;
+    return rules_engine_has_trigger(r, TRIGGER_STORE, bucket, change_op(kind, &name));
 }
 
 void rules_engine_on_changes(void *udata, const store_changeset_t *cs) {

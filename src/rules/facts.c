@@ -110,9 +110,8 @@ const json_t *rules_fact_peek(rules_t *r, const char *key) {
 /* A new reference to the fact's value when a `when.fact` rule will be told of a change
  * to key (it gets the value as `previous`), else NULL without reading it. */
 static json_t *previous_for_rules(rules_t *r, const char *key) {
-    size_t n;
-    rules_engine_candidates(r, TRIGGER_FACT, key, 0, &n);
-    return n ? json_incref((json_t *)rules_fact_peek(r, key)) : NULL;
+    if (!rules_engine_has_trigger(r, TRIGGER_FACT, key, 0)) return NULL;
+    return json_incref((json_t *)rules_fact_peek(r, key));
 }
 
 /* Runs `sql` (?1 key, ?2 value text, ?3 now) in the store's batch; *changed gets the

@@ -161,6 +161,9 @@ const json_t *rules_path_get(const json_t *ctx, const char *path, size_t len);
 bool rules_placeholder_only(const char *s, size_t n, const char **path, size_t *path_len);
 /* Offers every change of a committed change set to the store-triggered rules. */
 void rules_engine_on_changes(void *udata, const store_changeset_t *cs);
+/* Whether an enabled rule has a trigger of `kind` for subject (and op, for the store),
+ * without counting a trigger as rules_engine_candidates does. */
+bool rules_engine_has_trigger(const rules_t *r, trigger_kind_t kind, const char *subject, unsigned op);
 /* Whether a rule has a store trigger for such a change (store_wants_fn). */
 bool rules_engine_wants_change(void *udata, const char *bucket, change_kind_t kind);
 

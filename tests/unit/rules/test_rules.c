@@ -676,6 +676,19 @@ Test(rules, facts_are_not_capped_by_memory, .timeout = 120) {
     cr_assert_eq(stat("factsCount"), n, "counted again after a restart");
 }
 
+/* Each fact set is offered to the rules once (eventsProcessed), and a `when.fact` rule
+ * sees the value it replaced, read from the table when the cache does not hold it. */
+Test(rules, a_fact_rule_sees_the_previous_value_and_counts_once) {
+    set_fact("price:p1", "5");
+    reopen(); /* an empty cache */
+    reg_quiet("{\"name\":\"watch\",\"when\":{\"fact\":\"price:*\"},"
+              "\"then\":[{\"setFact\":\"was:{{fact.key}}\",\"value\":\"{{fact.previous}}\"}]}");
+    json_int_t before = stat("eventsProcessed");
+    set_fact("price:p1", "7");
+    assert_fact("was:price:p1", "5");
+    cr_assert_eq(stat("eventsProcessed"), before + 2, "the set and the rule's own set");
+}
+
 /* A failed group commit undoes fact writes: the cache and the count follow the table. */
 Test(rules, forgetting_the_cache_follows_a_rolled_back_batch) {
     err_t err = ERR_INIT;
