@@ -128,26 +128,44 @@ void json_write_double(buf_t *out, double d) {
     buf_append_str(out, tmp);
 }
 
+/* An object's members; with spans, records where container values went (see
+ * json_write_spans). */
+static size_t write_object(buf_t *out, json_t *obj, json_span_t *spans, size_t max) {
+    size_t n = 0;
+    buf_append_char(out, '{');
+    /* The iterator itself: json_object_keylen_foreach makes eight calls into jansson per
+     * member, this four (every record written passes here). */
+    for (void *it = json_object_iter(obj), *first = it; it; it = json_object_iter_next(obj, it)) {
+        if (it != first) buf_append_char(out, ',');
+        json_write_string(out, json_object_iter_key(it), json_object_iter_key_len(it));
+        buf_append_char(out, ':');
+        json_t *val = json_object_iter_value(it);
+        size_t start = out->len;
+        json_write(out, val);
+        if (n < max && (json_is_object(val) || json_is_array(val)))
+            spans[n++] = (json_span_t){val, start, out->len};
+    }
+    buf_append_char(out, '}');
+    return n;
+}
+
+size_t json_write_spans(buf_t *out, const json_t *obj, json_span_t *spans, size_t max) {
+    if (!json_is_object(obj)) {
+        json_write(out, obj);
+        return 0;
+    }
+    return write_object(out, (json_t *)obj, spans, max);
+}
+
 void json_write(buf_t *out, const json_t *v) {
     if (!v) {
         buf_append(out, "null", 4);
         return;
     }
     switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        buf_append_char(out, '{');
-        /* The iterator itself: json_object_keylen_foreach makes eight calls into
-         * jansson per member, this four (every record written passes here). */
-        json_t *obj = (json_t *)v;
-        for (void *it = json_object_iter(obj), *first = it; it; it = json_object_iter_next(obj, it)) {
-            if (it != first) buf_append_char(out, ',');
-            json_write_string(out, json_object_iter_key(it), json_object_iter_key_len(it));
-            buf_append_char(out, ':');
-            json_write(out, json_object_iter_value(it));
-        }
-        buf_append_char(out, '}');
+    case JSON_OBJECT:
+        write_object(out, (json_t *)v, NULL, 0);
         break;
-    }
     case JSON_ARRAY: {
         buf_append_char(out, '[');
         size_t n = json_array_size(v);

@@ -37,6 +37,16 @@ typedef struct {
 } json_walk_t;
 void json_walk_init(json_walk_t *w, const json_t *obj);
 json_t *json_walk_get(json_walk_t *w, const char *name);
+/* Where the text of a member's value went in out: [start, end). */
+typedef struct {
+    const json_t *value;
+    size_t start, end;
+} json_span_t;
+/* json_write of an object that also records, for up to max of its members whose values
+ * are objects or arrays, where their text went; returns how many it recorded. The
+ * store binds those texts to the typed columns of such fields instead of writing them
+ * a second time. */
+size_t json_write_spans(buf_t *out, const json_t *obj, json_span_t *spans, size_t max);
 /* Returns a newly allocated NUL-terminated serialisation; *len_out gets its length. */
 char *json_write_dup(const json_t *v, size_t *len_out);
 

@@ -1440,8 +1440,10 @@ static void unique_error(store_t *st, bucket_t *b, const json_t *rec, err_t *err
 
 /* Binds a field's value as its column holds it: what json_extract(_doc, '$.field')
  * gives (booleans as 0/1, objects and arrays as JSON text); the column's type
- * converts it as it would a generated value. Strings are borrowed from v. */
-static void column_bind(db_stmt_t *q, int at, const json_t *v) {
+ * converts it as it would a generated value. Strings are borrowed from v; an object or
+ * array is borrowed from the document's text where `spans` says it went. */
+static void column_bind(db_stmt_t *q, int at, const json_t *v, const char *doc, const json_span_t *spans,
+                        size_t nspans) {
     switch (v ? json_typeof(v) : JSON_NULL) {
     case JSON_STRING: db_bind_text_borrowed(q, at, json_string_value(v), json_string_length(v)); break;
     case JSON_INTEGER: db_bind_int(q, at, json_integer_value(v)); break;
@@ -1450,6 +1452,12 @@ static void column_bind(db_stmt_t *q, int at, const json_t *v) {
     case JSON_FALSE: db_bind_int(q, at, 0); break;
     case JSON_OBJECT:
     case JSON_ARRAY: {
+        for (size_t i = 0; i < nspans; i++) {
+            if (spans[i].value == v) {
+                db_bind_text_borrowed(q, at, doc + spans[i].start, spans[i].end - spans[i].start);
+                return;
+            }
+        }
         buf_t t;
         buf_init(&t, 0);
         json_write(&t, v);
@@ -1473,12 +1481,14 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     buf_init(&scratch, 0);
     buf_t *doc = out ? out : &scratch;
     size_t mark = doc->len;
-    json_write(doc, rec);
+    json_span_t spans[8]; /* object and array fields (an order's items) are bound from the document */
+    size_t nspans = json_write_spans(doc, rec, spans, sizeof spans / sizeof *spans);
     db_bind_text_borrowed(q, 1, doc->data + mark, doc->len - mark);
     if (rowid) db_bind_int(q, 2, rowid);
     json_walk_t w;
     json_walk_init(&w, rec);
-    for (size_t i = 0; i < b->ncols; i++) column_bind(q, (int)i + 3, json_walk_get(&w, b->cols[i]));
+    for (size_t i = 0; i < b->ncols; i++)
+        column_bind(q, (int)i + 3, json_walk_get(&w, b->cols[i]), doc->data, spans, nspans);
     err_t e2 = ERR_INIT;
     db_step_t r = db_step(q, &e2);
     db_done(q); /* the borrowed text is released here, before the buffer changes */

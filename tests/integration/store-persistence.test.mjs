@@ -343,8 +343,11 @@ describe('the SQLite file', () => {
     assert.ok(['INTEGER', 'BOOLEAN', 'NUMERIC'].includes(cols.active), `active column type ${cols.active}`);
     const typed = await sqliteJson(db, "SELECT typeof(title) t, typeof(price) p, price, stock, active FROM products WHERE id = 'p4'");
     assert.deepEqual(typed, [{ t: 'text', p: 'real', price: 99.5, stock: 3, active: 0 }]);
-    const u = await sqliteJson(db, "SELECT email, age, admin FROM users WHERE id = 'u1'");
-    assert.deepEqual(u, [{ email: 'u1@x.io', age: 30, admin: 1 }]);
+    const u = await sqliteJson(db, "SELECT email, age, admin, tags FROM users WHERE id = 'u1'");
+    assert.deepEqual(u, [{ email: 'u1@x.io', age: 30, admin: 1, tags: '["a"]' }]);
+    // Every column holds what json_extract reads from the document (arrays as JSON text).
+    const off = await sqliteJson(db, "SELECT count(*) n FROM users WHERE tags IS NOT json_extract(_doc, '$.tags') OR email IS NOT json_extract(_doc, '$.email')");
+    assert.deepEqual(off, [{ n: 0 }]);
   });
 
   test('EXPLAIN QUERY PLAN uses the declared index; the key and unique fields have unique indexes', TT, async () => {

@@ -154,3 +154,39 @@ Test(json_write, int_writes_every_digit_count) {
         }
     }
 }
+
+/* json_write_spans writes what json_write does and says where each top-level object or
+ * array value went, up to max of them. */
+Test(json_write, spans_locate_container_members) {
+    json_t *o = json_loads("{\"id\":\"a\",\"items\":[{\"q\":1},2],\"n\":3,\"details\":{\"k\":\"v\\\"\"},\"e\":[]}",
+                           0, NULL);
+    cr_assert_not_null(o);
+    buf_t plain, out;
+    buf_init(&plain, 0);
+    buf_init(&out, 0);
+    json_write(&plain, o);
+    buf_append(&out, "x", 1); /* spans count from the buffer's start */
+    json_span_t spans[4];
+    size_t n = json_write_spans(&out, o, spans, 4);
+    cr_assert_str_eq(buf_cstr(&out) + 1, buf_cstr(&plain));
+    cr_assert_eq(n, 3);
+    const char *names[] = {"items", "details", "e"};
+    for (size_t i = 0; i < n; i++) {
+        buf_t one;
+        buf_init(&one, 0);
+        json_write(&one, json_object_get(o, names[i]));
+        cr_assert_eq(spans[i].value, json_object_get(o, names[i]));
+        cr_assert_eq(spans[i].end - spans[i].start, one.len);
+        cr_assert(memcmp(out.data + spans[i].start, one.data, one.len) == 0, "%s", names[i]);
+        buf_cleanup(&one);
+    }
+    cr_assert_eq(json_write_spans(&out, o, spans, 1), 1, "no more than max");
+    json_t *arr = json_loads("[1,{}]", 0, NULL);
+    buf_reset(&out);
+    cr_assert_eq(json_write_spans(&out, arr, spans, 4), 0, "only an object's members");
+    cr_assert_str_eq(buf_cstr(&out), "[1,{}]");
+    json_decref(arr);
+    json_decref(o);
+    buf_cleanup(&plain);
+    buf_cleanup(&out);
+}
