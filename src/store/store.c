@@ -534,9 +534,10 @@ int store_batch_commit(store_t *st, err_t *err) {
          * opens the next batch. */
         size_t start = 0;
         for (size_t i = 0; i < nb; i++) {
-            store_changeset_t cs = {mine.items + start, bounds[i] - start};
-            if (cs.count)
+            if (bounds[i] > start) { /* (no items at all when no listener wanted a change) */
+                store_changeset_t cs = {mine.items + start, bounds[i] - start};
                 for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
+            }
             start = bounds[i];
         }
     }
