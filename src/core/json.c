@@ -47,13 +47,12 @@ void json_write_string(buf_t *out, const char *s, size_t len) {
         buf_commit(out, len + 2);
         return;
     }
+    /* The clean runs between escapes are found eight bytes at a time too: a stored
+     * answer (an idempotency record) escapes a quote every few bytes. */
     buf_append_char(out, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        buf_append(out, s + run, i - run);
-        run = i + 1;
+    buf_append(out, s, clean);
+    for (size_t i = clean; i < len;) {
+        unsigned char c = (unsigned char)s[i++];
         switch (c) {
         case '"': buf_append(out, "\\\"", 2); break;
         case '\\': buf_append(out, "\\\\", 2); break;
@@ -67,8 +66,10 @@ void json_write_string(buf_t *out, const char *s, size_t len) {
             buf_append(out, e, 6);
         }
         }
+        size_t run = clean_prefix(s + i, len - i);
+        buf_append(out, s + i, run);
+        i += run;
     }
-    buf_append(out, s + run, len - run);
     buf_append_char(out, '"');
 }
 

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,4 +190,33 @@ Test(json_write, spans_locate_container_members) {
     json_decref(o);
     buf_cleanup(&plain);
     buf_cleanup(&out);
+}
+
+/* Strings with many escapes in a row or scattered (a stored answer inside a record):
+ * the same text jansson writes, for random ASCII with control bytes and quotes. */
+Test(json_write, strings_with_many_escapes_match_jansson_but_for_hex_case) {
+    unsigned seed = 12345;
+    for (int round = 0; round < 2000; round++) {
+        char in[96];
+        size_t n = (size_t)(round % 90);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = (seed >> 16) & 0xff;
+            /* mostly plain letters, often a quote or backslash, sometimes a control byte */
+            in[i] = r < 150 ? (char)('a' + r % 26) : r < 200 ? '"' : r < 220 ? '\\' : (char)(r % 32);
+        }
+        json_t *str = json_stringn(in, n);
+        cr_assert_not_null(str);
+        char *want = json_dumps(str, JSON_ENCODE_ANY);
+        /* jansson writes \u001C, JSON.stringify (and shopd) \u001c; the input's letters
+         * are lower case, so lowering all of jansson's text changes only those digits. */
+        for (char *p = want; *p; p++) *p = (char)tolower((unsigned char)*p);
+        buf_t b;
+        buf_init(&b, 0);
+        json_write_string(&b, in, n);
+        cr_assert(strcmp(buf_cstr(&b), want) == 0, "round %d: %s, jansson %s", round, buf_cstr(&b), want);
+        buf_cleanup(&b);
+        free(want);
+        json_decref(str);
+    }
 }
