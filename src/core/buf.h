@@ -24,11 +24,15 @@ void buf_cleanup(buf_t *b);
 int buf_append_grow(buf_t *b, const void *p, size_t n);
 char *buf_reserve_grow(buf_t *b, size_t n);
 
+/* Whether n more bytes (and the NUL after them) fit in the storage and under the cap. */
+static inline int buf_room(const buf_t *b, size_t n) {
+    return n < b->cap - b->len && (!b->max || n <= b->max - b->len);
+}
+
 /* Appends n bytes. Returns 0, or -1 (and appends nothing) when the cap would be passed.
- * Inline while the bytes fit (with room for the NUL) in an uncapped buffer: JSON
- * writing appends many short pieces. */
+ * Inline while the bytes fit: JSON writing appends many short pieces. */
 static inline int buf_append(buf_t *b, const void *p, size_t n) {
-    if (!b->max && n < b->cap - b->len) {
+    if (buf_room(b, n)) {
         if (n) memcpy(b->data + b->len, p, n);
         b->len += n;
         b->data[b->len] = '\0';
@@ -37,15 +41,7 @@ static inline int buf_append(buf_t *b, const void *p, size_t n) {
     return buf_append_grow(b, p, n);
 }
 int buf_append_str(buf_t *b, const char *s);
-/* Inline: JSON writing appends one character at a time between strings. */
-static inline int buf_append_char(buf_t *b, char c) {
-    if (b->len + 2 <= b->cap && (!b->max || b->len < b->max)) {
-        b->data[b->len++] = c;
-        b->data[b->len] = '\0';
-        return 0;
-    }
-    return buf_append(b, &c, 1);
-}
+static inline int buf_append_char(buf_t *b, char c) { return buf_append(b, &c, 1); }
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
@@ -54,8 +50,7 @@ void buf_consume(buf_t *b, size_t n);
 /* Makes room for n more bytes and returns a pointer to them (NULL when the cap would be
  * passed); commit with buf_commit. */
 static inline char *buf_reserve(buf_t *b, size_t n) {
-    if (!b->max && n < b->cap - b->len) return b->data + b->len;
-    return buf_reserve_grow(b, n);
+    return buf_room(b, n) ? b->data + b->len : buf_reserve_grow(b, n);
 }
 static inline void buf_commit(buf_t *b, size_t n) {
     b->len += n;

@@ -19,17 +19,21 @@
 #include "core/mem.h"
 #include "rules/rules_int.h"
 
+/* Stored values are read with the project's JSON reader, as deep as jansson's reader
+ * (which read them until 0.5.0) allowed. */
+#define RULES_FACT_MAX_DEPTH 2048
+
 /* The cache's value for a key known to have no fact. */
 static char absent_mark;
 #define ABSENT ((void *)&absent_mark)
 
+/* Empties the cache; the map stays usable (strmap_cleanup leaves an empty one). */
 static void cache_clear(rules_t *r) {
     size_t it = 0;
     void *v;
     while (strmap_next(&r->facts, &it, NULL, &v))
         if (v != ABSENT) json_decref(v);
     strmap_cleanup(&r->facts);
-    strmap_init(&r->facts);
 }
 
 /* Caches `value` (taken; ABSENT for none) under key. */
@@ -74,10 +78,7 @@ void rules_facts_forget(rules_t *r) {
     err_clear(&err);
 }
 
-void rules_facts_cleanup(rules_t *r) {
-    cache_clear(r);
-    strmap_cleanup(&r->facts);
-}
+void rules_facts_cleanup(rules_t *r) { cache_clear(r); }
 
 const json_t *rules_fact_peek(rules_t *r, const char *key) {
     if (!key) return NULL;
@@ -91,8 +92,7 @@ const json_t *rules_fact_peek(rules_t *r, const char *key) {
         if (db_step(q, &err) == DB_ROW) {
             size_t n;
             const char *text = db_column_text(q, 0, &n);
-            json_error_t jerr;
-            value = text ? json_loadb(text, n, JSON_DECODE_ANY, &jerr) : NULL;
+            value = text ? json_parse(text, n, RULES_FACT_MAX_DEPTH, NULL) : NULL;
             if (!value) log_warn("rules.fact_unreadable", "key=%s", key);
         }
         db_done(q);
@@ -122,8 +122,10 @@ static int fact_write(rules_t *r, const char *sql, const char *key, const buf_t 
     db_stmt_t *q = db_prepare(r->db, sql, err);
     if (!q) return -1;
     db_bind_text(q, 1, key, strlen(key));
-    if (text) db_bind_text(q, 2, text->data, text->len);
-    if (text) db_bind_int(q, 3, clock_now_ms());
+    if (text) {
+        db_bind_text(q, 2, text->data, text->len);
+        db_bind_int(q, 3, clock_now_ms());
+    }
     db_step_t st = db_step(q, err);
     db_done(q);
     if (st == DB_ERROR) {

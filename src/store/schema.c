@@ -23,8 +23,8 @@
 #include "core/clock.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "core/regex.h"
 #include "core/mem.h"
+#include "core/regex.h"
 
 #define SCHEMA_NAME_MAX 63
 #define SCHEMA_MAX_FIELDS 64

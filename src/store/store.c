@@ -409,12 +409,17 @@ static bool write_undoable(const bucket_t *b, const char *op) {
     return !(b && b->autoincrement && strcmp(op, "insert") == 0);
 }
 
+/* Writes are refused from a batch_fail until the loop ends the turn with
+ * store_batch_commit, which reports the failure. */
+static int refuse_if_batch_failed(const store_t *st, err_t *err) {
+    if (!st->batch_failed) return 0;
+    err_set(err, ERR_INTERNAL, "Database error");
+    return -1;
+}
+
 static int tx_begin(store_t *st, bool undoable, err_t *err) {
     changes_reset(st);
-    if (st->batch_failed) { /* until the loop ends the turn with store_batch_commit */
-        err_set(err, ERR_INTERNAL, "Database error");
-        return -1;
-    }
+    if (refuse_if_batch_failed(st, err) < 0) return -1;
     st->tx_active = true; /* until tx_commit or tx_abort */
     if (!st->group_commit) return db_begin(st->db, err);
     if (!st->batch_open) {
@@ -491,10 +496,7 @@ static int tx_commit(store_t *st, err_t *err) {
 void store_set_group_commit(store_t *st, bool on) { st->group_commit = on; }
 
 int store_write_begin(store_t *st, err_t *err) {
-    if (st->batch_failed) {
-        err_set(err, ERR_INTERNAL, "Database error");
-        return -1;
-    }
+    if (refuse_if_batch_failed(st, err) < 0) return -1;
     if (!st->group_commit || st->batch_open || db_in_transaction(st->db)) return 0;
     if (db_begin(st->db, err) < 0) return -1;
     st->batch_open = true;
@@ -1403,12 +1405,12 @@ out:
 
 /* ---- writes (inside a transaction) ---- */
 
-/* Sets a record's metadata. `created` is taken (a new record shares it with
- * _updatedAt; an update keeps the stored one). When `rec` already has the three members
- * (a copy of the stored record that gained no member), they are replaced where they
- * are, which is at the end; otherwise they are moved to the end. */
-static void meta_stamp(json_t *rec, int64_t version, json_t *created, int64_t updated, bool in_place) {
-    if (!in_place) {
+/* Sets a record's metadata, last in the record. `created` is taken (a new record shares
+ * it with _updatedAt; an update keeps the stored one). Members already there are
+ * replaced where they are: at the end, unless the record gained members after them
+ * (an update that adds a field), which `move` says; then they are moved behind them. */
+static void meta_stamp(json_t *rec, int64_t version, json_t *created, int64_t updated, bool move) {
+    if (move) {
         json_object_del(rec, "_version");
         json_object_del(rec, "_createdAt");
         json_object_del(rec, "_updatedAt");
@@ -1519,7 +1521,7 @@ static int insert_record(store_t *st, bucket_t *b, json_t *rec, buf_t *out, err_
         return -1;
     }
     int64_t now = clock_now_ms();
-    meta_stamp(rec, 1, json_integer(now), now, true);
+    meta_stamp(rec, 1, json_integer(now), now, false);
     if (write_doc(st, b, b->sql_insert, rec, 0, out, err) < 0) {
         json_decref(rec);
         return -1;
@@ -1605,7 +1607,7 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     int64_t version = json_integer_value(json_object_get(cur, "_version")) + 1;
     json_t *created = json_object_get(cur, "_createdAt");
     meta_stamp(rec, version, json_is_integer(created) ? json_incref(created) : json_integer(0), clock_now_ms(),
-               json_object_size(rec) == json_object_size(cur));
+               json_object_size(rec) != json_object_size(cur));
     const char *sql = b->sql_update_unindexed;
     for (size_t i = 0; i < b->nindexed; i++) {
         const json_t *was = json_object_get(cur, b->indexed[i]), *now_v = json_object_get(rec, b->indexed[i]);

@@ -689,8 +689,9 @@ Test(rules, a_fact_rule_sees_the_previous_value_and_counts_once) {
     cr_assert_eq(stat("eventsProcessed"), before + 2, "the set and the rule's own set");
 }
 
-/* A failed group commit undoes fact writes: the cache and the count follow the table. */
-Test(rules, forgetting_the_cache_follows_a_rolled_back_batch) {
+/* A failed group commit undoes fact writes the cache has taken; rules_facts_forget (which
+ * the server calls on such a failure) makes the cache and the count follow the table. */
+Test(rules, forgetting_the_cache_after_a_rollback_reads_the_table_again) {
     err_t err = ERR_INIT;
     json_t *one = json_integer(1), *two = json_integer(2);
     cr_assert_eq(rules_set_fact(rules, "kept", one, NULL, &err), 0, "%s", err.msg);
@@ -1055,7 +1056,7 @@ Test(rules, group_commit_fires_store_triggers_at_the_commit) {
     store_run("insert", "{\"bucket\":\"products\",\"data\":{\"id\":\"p1\",\"stock\":9}}");
     store_set_group_commit(st, true);
     err_t err = ERR_INIT;
-    set_stock("p1", 7); /* neither rule will fire: not low, gate closed */
+    set_stock("p1", 7); /* not low; the gate is closed when it is written, open at the commit */
     set_stock("p1", 3); /* crosses the line */
     set_stock("p1", 2); /* already below */
     set_fact("gate", "true"); /* opens the gate before the commit */
