@@ -2,7 +2,9 @@
  * migrations over one connection. The SQLite backend (db_sqlite.c) runs statements
  * on the caller's thread: SQLite in WAL mode with synchronous=NORMAL does not wait
  * for the disk on commit, and a point lookup costs about a microsecond, far less than
- * handing the work to another thread would (docs/internals/db.md). A PostgreSQL
+ * handing the work to another thread and waiting for it would (docs/internals/db.md).
+ * Writes whose answer nobody waits for can be queued for the backend's writer thread
+ * instead (db_prepare_queued), which runs them beside the caller. A PostgreSQL
  * backend will implement the same interface on its own connection thread.
  *
  * Statements are cached by their SQL text: db_prepare returns the same reset
@@ -64,6 +66,17 @@ void db_bind_text(db_stmt_t *st, int i, const char *s, size_t len); /* copied */
 /* Not copied: s must stay unchanged until db_done() of this statement. */
 void db_bind_text_borrowed(db_stmt_t *st, int i, const char *s, size_t len);
 db_step_t db_step(db_stmt_t *st, err_t *err);
+/* Writes that need no answer at once, run by the writer thread (db_sqlite.c): inside a
+ * transaction, db_prepare_queued returns a statement whose values are recorded
+ * (db_is_queued) and db_submit queues it, with the number of rows it must change (or
+ * -1). It runs before anything the caller does next with the connection. If it fails,
+ * every later write statement fails and so does db_commit, which rolls the whole
+ * transaction back: use it only for writes that cannot fail but for an I/O error (no
+ * uniqueness to check). Outside a transaction (or without the thread) the statement is
+ * an ordinary one: db_is_queued is false and the caller steps it. */
+db_stmt_t *db_prepare_queued(db_t *db, const char *sql, err_t *err);
+bool db_is_queued(const db_stmt_t *st);
+void db_submit(db_stmt_t *st, int expect_changes);
 
 db_type_t db_column_type(db_stmt_t *st, int col);
 int64_t db_column_int(db_stmt_t *st, int col);
@@ -90,7 +103,7 @@ void db_rollback(db_t *db);
 bool db_in_transaction(const db_t *db);
 /* Whether SQLite still has a transaction open on the connection: after some errors (a
  * full disk, an I/O error) it rolls the whole transaction back by itself. */
-bool db_transaction_alive(const db_t *db);
+bool db_transaction_alive(db_t *db);
 
 /* Appends a double-quoted SQL identifier (names are checked by their owners; quotes
  * inside are doubled all the same). */

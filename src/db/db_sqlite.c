@@ -23,6 +23,9 @@
  *   CHECKPOINT_RESTART_PAGES (see there). A rewound WAL is cut back to 64 MiB.
  * - Both connections open the database through walbuf.c's VFS, which writes a commit's
  *   WAL frames in writes of up to 128 KiB instead of two system calls per page.
+ * - Writes that cannot fail but for I/O (an insert of a key just generated, an update
+ *   of unindexed columns, an event) run on a writer thread beside the loop (see "the
+ *   writer thread" below): a checkout's SQL was 40 % of the loop thread's time.
  */
 #include "db/db.h"
 
@@ -62,6 +65,57 @@ struct db_stmt {
     bool cached;
 };
 
+/* ---- the writer thread ----
+ *
+ * Inside a transaction, a write whose outcome its caller does not need at once (see
+ * db_prepare_queued) is recorded as an op — the statement and copies of its values —
+ * and executed by the writer thread, in order, while the loop thread goes on with its
+ * turn. The two threads never use the connection at the same time: the writer runs only
+ * between a kick and the moment its queue is empty, and every other use of the
+ * connection (db_prepare, db_exec, a commit…) first waits for that (writer_drain). A
+ * queued write that fails makes every later one be skipped and every later write
+ * statement refused, and the transaction's commit fails (db_commit rolls it back): the
+ * caller's whole batch fails, as when SQLite rolls a transaction back after an I/O
+ * error. */
+typedef struct {
+    int index;    /* the parameter's number */
+    db_type_t type;
+    int64_t i;
+    double d;
+    size_t off, len; /* text: where in the op's text */
+} db_val_t;
+
+typedef struct db_op {
+    struct db_op *next;
+    sqlite3_stmt *stmt;
+    int expect; /* the rows it must change, or -1 */
+    size_t nvals;
+    db_val_t *vals;
+    char *text;
+} db_op_t;
+
+/* Ops waiting past this many make the loop wait for the writer (memory stays bounded
+ * when the writer falls behind, as during a RESTART checkpoint). */
+#define WRITER_MAX_QUEUED 8192
+/* An idle writer is woken once this many ops wait (or when the loop drains): a wake-up
+ * is a system call, and waking it for every op cost the loop more than it saved. */
+#define WRITER_KICK_AT 8
+
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work, idle;
+    db_op_t *head, *tail; /* under lock */
+    db_op_t *done;        /* ops run, for the loop thread to free (under lock) */
+    size_t queued;        /* under lock */
+    bool busy;            /* the writer owns the connection (under lock) */
+    bool stop;            /* under lock */
+    bool running;         /* loop thread only */
+    bool failed;          /* a queued write failed: read by the loop after a drain */
+    int fail_rc;
+    char fail_msg[256];
+} writer_t;
+
 #define CHECKPOINT_PAGES 1000
 /* Past this many WAL pages (64 MiB), a checkpoint that only ever runs beside the
  * writer (PASSIVE) is not enough: under sustained writes the log never gets wholly
@@ -98,6 +152,14 @@ struct db {
     } recent[DB_RECENT_SLOTS];
     bool in_tx;
     bool read_open; /* a shared read transaction is open (until db_idle) */
+    writer_t w;
+    bool pending;            /* ops queued since the last drain (loop thread only) */
+    bool fail_logged;        /* the writer's failure is logged (until the rollback) */
+    int active;              /* statements the loop thread is using (db_prepare … db_done) */
+    db_stmt_t *recording;    /* the queued statement being bound */
+    db_val_t *rec_vals;      /* its values so far */
+    size_t rec_n, rec_cap;
+    buf_t rec_text;
     int last_rc;
     char last_msg[256];
     checkpointer_t ckpt;
@@ -185,6 +247,137 @@ static void checkpointer_stop(db_t *db) {
     pthread_cond_destroy(&c->wake);
 }
 
+/* Runs one queued write (writer thread). Never outside a transaction: if SQLite has
+ * ended it (after an I/O error), the write would commit on its own. */
+static void op_run(db_t *db, const db_op_t *op) {
+    sqlite3_stmt *s = op->stmt;
+    if (sqlite3_get_autocommit(db->conn)) {
+        db->w.fail_rc = SQLITE_ABORT;
+        snprintf(db->w.fail_msg, sizeof db->w.fail_msg, "the transaction of a queued write has ended");
+        db->w.failed = true;
+        return;
+    }
+    for (size_t i = 0; i < op->nvals; i++) {
+        const db_val_t *v = &op->vals[i];
+        switch (v->type) {
+        case DB_NULL: sqlite3_bind_null(s, v->index); break;
+        case DB_INTEGER: sqlite3_bind_int64(s, v->index, v->i); break;
+        case DB_REAL: sqlite3_bind_double(s, v->index, v->d); break;
+        case DB_TEXT: sqlite3_bind_text(s, v->index, op->text + v->off, (int)v->len, SQLITE_STATIC); break;
+        }
+    }
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        db->w.fail_rc = rc;
+        snprintf(db->w.fail_msg, sizeof db->w.fail_msg, "%s", sqlite3_errmsg(db->conn));
+        db->w.failed = true;
+    } else if (op->expect >= 0 && sqlite3_changes(db->conn) != op->expect) {
+        db->w.fail_rc = SQLITE_NOTFOUND;
+        snprintf(db->w.fail_msg, sizeof db->w.fail_msg, "a queued write changed %d rows, not %d",
+                 sqlite3_changes(db->conn), op->expect);
+        db->w.failed = true;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+static void *writer_main(void *arg) {
+    db_t *db = arg;
+    writer_t *w = &db->w;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->busy && !w->stop) pthread_cond_wait(&w->work, &w->lock);
+        if (!w->busy) break; /* stopping, and nothing handed over */
+        while (w->head) { /* everything queued so far, then whatever came meanwhile */
+            db_op_t *first = w->head, *last = w->tail;
+            w->head = w->tail = NULL;
+            w->queued = 0;
+            pthread_mutex_unlock(&w->lock);
+            for (db_op_t *op = first; op; op = op->next)
+                if (!w->failed) op_run(db, op); /* after a failure the transaction is lost anyway */
+            pthread_mutex_lock(&w->lock);
+            last->next = w->done; /* freed by the thread that allocated them: a free from */
+            w->done = first;      /* another thread costs mimalloc more on both sides */
+        }
+        w->busy = false;
+        pthread_cond_broadcast(&w->idle);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void ops_free(db_op_t *op) {
+    while (op) {
+        db_op_t *next = op->next;
+        free(op);
+        op = next;
+    }
+}
+
+/* Hands the connection to the writer if ops wait and the loop uses no statement.
+ * Called with the lock held. */
+static void writer_kick_locked(db_t *db) {
+    writer_t *w = &db->w;
+    if (w->head && !w->busy && db->active == 0) {
+        w->busy = true;
+        pthread_cond_signal(&w->work);
+    }
+}
+
+/* Waits until every queued write has run: the loop thread may use the connection
+ * again. A write that failed is logged here, once. */
+static void writer_drain(db_t *db) {
+    if (!db->pending) return;
+    writer_t *w = &db->w;
+    pthread_mutex_lock(&w->lock);
+    if (w->head && !w->busy) { /* even while the loop holds a statement: it waits here */
+        w->busy = true;
+        pthread_cond_signal(&w->work);
+    }
+    while (w->busy) pthread_cond_wait(&w->idle, &w->lock);
+    db_op_t *done = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    db->pending = false;
+    ops_free(done);
+    if (w->failed && !db->fail_logged) {
+        db->fail_logged = true;
+        snprintf(db->last_msg, sizeof db->last_msg, "%s", w->fail_msg);
+        db->last_rc = w->fail_rc;
+        log_error("db.error", "what=queued error=\"%s\"", w->fail_msg);
+    }
+}
+
+static void writer_start(db_t *db) {
+    writer_t *w = &db->w;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->work, NULL);
+    pthread_cond_init(&w->idle, NULL);
+    buf_init(&db->rec_text, 0);
+    w->running = pthread_create(&w->thread, NULL, writer_main, db) == 0;
+    if (!w->running) log_warn("db.writer_disabled", "error=\"cannot start a thread\"");
+}
+
+static void writer_stop(db_t *db) {
+    writer_t *w = &db->w;
+    if (w->running) {
+        writer_drain(db);
+        pthread_mutex_lock(&w->lock);
+        w->stop = true;
+        pthread_cond_signal(&w->work);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        w->running = false;
+        ops_free(w->done);
+        w->done = NULL;
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->work);
+        pthread_cond_destroy(&w->idle);
+    }
+    free(db->rec_vals);
+    buf_cleanup(&db->rec_text);
+}
+
 static int db_fail(db_t *db, err_t *err, const char *what) {
     const char *msg = db && db->conn ? sqlite3_errmsg(db->conn) : "out of memory";
     log_error("db.error", "what=%s error=\"%s\"", what, msg);
@@ -228,12 +421,14 @@ db_t *db_open(const char *path, err_t *err) {
         return NULL;
     }
     checkpointer_start(db, path);
+    writer_start(db);
     return db;
 }
 
 void db_close(db_t *db) {
     if (!db) return;
     db_idle(db);
+    writer_stop(db);
     checkpointer_stop(db);
     size_t it = 0;
     void *v;
@@ -250,6 +445,7 @@ void db_close(db_t *db) {
 
 /* Ends the shared read transaction, if one is open. */
 static void read_end(db_t *db) {
+    writer_drain(db);
     if (!db->read_open) return;
     db->read_open = false;
     if (!sqlite3_get_autocommit(db->conn)) sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL);
@@ -272,7 +468,8 @@ int db_exec(db_t *db, const char *sql, err_t *err) {
     return 0;
 }
 
-db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
+/* The cached statement for `sql`, or NULL. */
+static db_stmt_t *stmt_find(db_t *db, const char *sql) {
     /* Fibonacci hashing of the address: allocations of one size class sit at regular
      * strides, which a plain modulo would pile onto a few slots. */
     size_t slot = (size_t)(((uint64_t)(uintptr_t)sql * 0x9E3779B97F4A7C15ull) >> (64 - DB_RECENT_BITS));
@@ -281,8 +478,17 @@ db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
     if (st) {
         db->recent[slot].sql = sql;
         db->recent[slot].st = st;
+    }
+    return st;
+}
+
+db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
+    writer_drain(db);
+    db_stmt_t *st = stmt_find(db, sql);
+    if (st) {
         sqlite3_reset(st->stmt);
         sqlite3_clear_bindings(st->stmt);
+        db->active++;
         return st;
     }
     sqlite3_stmt *s = NULL;
@@ -299,14 +505,83 @@ db_stmt_t *db_prepare(db_t *db, const char *sql, err_t *err) {
     if (st->cached) {
         st->sql = xstrdup(sql);
         strmap_put(&db->stmts, sql, st);
-        db->recent[slot].sql = sql;
-        db->recent[slot].st = st;
+        stmt_find(db, sql); /* remembers its slot */
     }
+    db->active++;
     return st;
+}
+
+db_stmt_t *db_prepare_queued(db_t *db, const char *sql, err_t *err) {
+    if (!db->w.running || !db->in_tx || db->recording) return db_prepare(db, sql, err);
+    db_stmt_t *st = stmt_find(db, sql);
+    if (!st) {
+        st = db_prepare(db, sql, err); /* the first use prepares it */
+        if (!st || !st->cached) return st; /* a one-use statement runs at once */
+        db->active--;
+    }
+    db->recording = st;
+    db->rec_n = 0;
+    buf_reset(&db->rec_text);
+    return st;
+}
+
+bool db_is_queued(const db_stmt_t *st) { return st->db->recording == st; }
+
+void db_submit(db_stmt_t *st, int expect_changes) {
+    db_t *db = st->db;
+    writer_t *w = &db->w;
+    size_t nv = db->rec_n * sizeof(db_val_t);
+    db_op_t *op = xmalloc(sizeof *op + nv + db->rec_text.len);
+    op->next = NULL;
+    op->stmt = st->stmt;
+    op->expect = expect_changes;
+    op->nvals = db->rec_n;
+    op->vals = (db_val_t *)(op + 1);
+    op->text = (char *)op->vals + nv;
+    if (nv) memcpy(op->vals, db->rec_vals, nv);
+    if (db->rec_text.len) memcpy(op->text, db->rec_text.data, db->rec_text.len);
+    db->recording = NULL;
+    db->pending = true;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail) w->tail->next = op;
+    else w->head = op;
+    w->tail = op;
+    bool full = ++w->queued >= WRITER_MAX_QUEUED;
+    if (w->queued >= WRITER_KICK_AT) writer_kick_locked(db);
+    db_op_t *done = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    ops_free(done);
+    if (full) writer_drain(db);
+}
+
+/* A value bound to the statement being recorded. */
+static db_val_t *rec_val(db_t *db, int i, db_type_t type) {
+    if (db->rec_n == db->rec_cap) {
+        db->rec_cap = db->rec_cap ? db->rec_cap * 2 : 16;
+        db->rec_vals = xrealloc(db->rec_vals, db->rec_cap * sizeof *db->rec_vals);
+    }
+    db_val_t *v = &db->rec_vals[db->rec_n++];
+    v->index = i;
+    v->type = type;
+    return v;
+}
+
+static void rec_text(db_t *db, int i, const char *s, size_t len) {
+    db_val_t *v = rec_val(db, i, DB_TEXT);
+    v->off = db->rec_text.len;
+    v->len = len;
+    buf_append(&db->rec_text, s, len);
 }
 
 void db_done(db_stmt_t *st) {
     if (!st) return;
+    db_t *db = st->db;
+    if (--db->active == 0 && db->pending) {
+        pthread_mutex_lock(&db->w.lock);
+        writer_kick_locked(db);
+        pthread_mutex_unlock(&db->w.lock);
+    }
     if (st->cached) {
         sqlite3_reset(st->stmt);
         sqlite3_clear_bindings(st->stmt);
@@ -316,19 +591,37 @@ void db_done(db_stmt_t *st) {
     }
 }
 
-void db_bind_null(db_stmt_t *st, int i) { sqlite3_bind_null(st->stmt, i); }
-void db_bind_int(db_stmt_t *st, int i, int64_t v) { sqlite3_bind_int64(st->stmt, i, v); }
-void db_bind_double(db_stmt_t *st, int i, double v) { sqlite3_bind_double(st->stmt, i, v); }
+void db_bind_null(db_stmt_t *st, int i) {
+    if (st->db->recording == st) rec_val(st->db, i, DB_NULL);
+    else sqlite3_bind_null(st->stmt, i);
+}
+
+void db_bind_int(db_stmt_t *st, int i, int64_t v) {
+    if (st->db->recording == st) rec_val(st->db, i, DB_INTEGER)->i = v;
+    else sqlite3_bind_int64(st->stmt, i, v);
+}
+
+void db_bind_double(db_stmt_t *st, int i, double v) {
+    if (st->db->recording == st) rec_val(st->db, i, DB_REAL)->d = v;
+    else sqlite3_bind_double(st->stmt, i, v);
+}
+
 void db_bind_text(db_stmt_t *st, int i, const char *s, size_t len) {
-    sqlite3_bind_text(st->stmt, i, s, (int)len, SQLITE_TRANSIENT);
+    if (st->db->recording == st) rec_text(st->db, i, s, len);
+    else sqlite3_bind_text(st->stmt, i, s, (int)len, SQLITE_TRANSIENT);
 }
 
 void db_bind_text_borrowed(db_stmt_t *st, int i, const char *s, size_t len) {
-    sqlite3_bind_text(st->stmt, i, s, (int)len, SQLITE_STATIC);
+    if (st->db->recording == st) rec_text(st->db, i, s, len);
+    else sqlite3_bind_text(st->stmt, i, s, (int)len, SQLITE_STATIC);
 }
 
 db_step_t db_step(db_stmt_t *st, err_t *err) {
     db_t *db = st->db;
+    if (db->w.failed && !sqlite3_stmt_readonly(st->stmt)) { /* until the rollback */
+        err_set(err, ERR_INTERNAL, "Database error");
+        return DB_ERROR;
+    }
     if (!db->in_tx) {
         if (!sqlite3_stmt_readonly(st->stmt)) {
             read_end(db);
@@ -374,10 +667,22 @@ const char *db_column_text(db_stmt_t *st, int col, size_t *len) {
 const char *db_last_error(const db_t *db) { return db->last_msg; }
 
 bool db_is_constraint_error(const db_t *db) { return (db->last_rc & 0xff) == SQLITE_CONSTRAINT; }
-int64_t db_last_insert_rowid(db_t *db) { return sqlite3_last_insert_rowid(db->conn); }
-int db_changes(db_t *db) { return sqlite3_changes(db->conn); }
+int64_t db_last_insert_rowid(db_t *db) {
+    writer_drain(db);
+    return sqlite3_last_insert_rowid(db->conn);
+}
+
+int db_changes(db_t *db) {
+    writer_drain(db);
+    return sqlite3_changes(db->conn);
+}
+
 bool db_in_transaction(const db_t *db) { return db->in_tx; }
-bool db_transaction_alive(const db_t *db) { return !sqlite3_get_autocommit(db->conn); }
+
+bool db_transaction_alive(db_t *db) {
+    writer_drain(db);
+    return !sqlite3_get_autocommit(db->conn);
+}
 
 static int db_simple(db_t *db, const char *sql, err_t *err) {
     db_stmt_t *st = db_prepare(db, sql, err);
@@ -398,6 +703,8 @@ void db_rollback_to(db_t *db) {
 
 int db_begin(db_t *db, err_t *err) {
     read_end(db);
+    db->w.failed = false; /* a transaction SQLite rolled back by itself ended there */
+    db->fail_logged = false;
     db->in_tx = true; /* so that db_step does not open a read transaction for BEGIN */
     if (db_simple(db, "BEGIN IMMEDIATE", err) < 0) {
         db->in_tx = false;
@@ -407,6 +714,12 @@ int db_begin(db_t *db, err_t *err) {
 }
 
 int db_commit(db_t *db, err_t *err) {
+    writer_drain(db);
+    if (db->w.failed) {
+        err_set(err, ERR_INTERNAL, "Database error");
+        db_rollback(db);
+        return -1;
+    }
     if (db_simple(db, "COMMIT", err) < 0) {
         db_rollback(db);
         return -1;
@@ -416,6 +729,9 @@ int db_commit(db_t *db, err_t *err) {
 }
 
 void db_rollback(db_t *db) {
+    writer_drain(db);
+    db->w.failed = false; /* the writer is idle: nothing of the failed transaction stays */
+    db->fail_logged = false;
     if (!db->in_tx) return;
     db->in_tx = false;
     if (sqlite3_get_autocommit(db->conn)) return; /* SQLite already rolled back */

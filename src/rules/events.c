@@ -28,11 +28,16 @@ static void events_prune(rules_t *r) {
     uint64_t newest = r->next_event - 1;
     if (newest <= r->event_log_max) return;
     err_t err = ERR_INIT;
-    db_stmt_t *q = db_prepare(r->db, "DELETE FROM _shopd_events WHERE seq <= ?1", &err);
+    /* Inside a write (an emit) the writer thread may do it: no answer is needed. */
+    db_stmt_t *q = db_prepare_queued(r->db, "DELETE FROM _shopd_events WHERE seq <= ?1", &err);
     if (q) {
         db_bind_int(q, 1, (int64_t)(newest - r->event_log_max));
-        db_step(q, &err);
-        db_done(q);
+        if (db_is_queued(q)) {
+            db_submit(q, -1);
+        } else {
+            db_step(q, &err);
+            db_done(q);
+        }
     }
     if (err.code != ERR_NONE)
         log_error("rules.event_prune_failed", "error=%s", db_last_error(r->db));
@@ -66,7 +71,8 @@ static int events_insert(rules_t *r, uint64_t n, const char *id, const char *top
                          const buf_t *data, int64_t ts, const char *corr, const char *cause,
                          err_t *err) {
     if (store_write_begin(r->store, err) < 0) return -1;
-    db_stmt_t *q = db_prepare(r->db,
+    /* seq is new (next_event): nothing but I/O can fail, so the writer thread may do it */
+    db_stmt_t *q = db_prepare_queued(r->db,
                               "INSERT INTO _shopd_events(seq, id, topic, data, timestamp, "
                               "correlation_id, causation_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                               err);
@@ -84,6 +90,10 @@ static int events_insert(rules_t *r, uint64_t n, const char *id, const char *top
         db_bind_text(q, 7, cause, strlen(cause));
     else
         db_bind_null(q, 7);
+    if (db_is_queued(q)) {
+        db_submit(q, 1);
+        return 0;
+    }
     db_step_t rc = db_step(q, err);
     db_done(q);
     return rc == DB_ERROR ? -1 : 0;

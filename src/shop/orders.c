@@ -265,7 +265,7 @@ int shop_proc_checkout(shop_ctx_t *c) {
     shop_set_str(order, "currency", cur);
     shop_set_int(order, "createdAt", c->now);
     shop_set_int(order, "updatedAt", c->now);
-    shop_tx_insert(c, B_ORDERS, json_incref(order));
+    shop_tx_insert_new(c, B_ORDERS, json_incref(order));
     json_t *details = json_object();
     shop_set_str(details, "orderId", order_id);
     shop_set_int(details, "totalMinor", total);

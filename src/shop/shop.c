@@ -339,7 +339,7 @@ static void tx_op(shop_ctx_t *c, const char *op, const char *bucket, const char 
         c->cap_writes = c->cap_writes ? c->cap_writes * 2 : 8;
         c->writes = xrealloc(c->writes, c->cap_writes * sizeof *c->writes);
     }
-    c->writes[c->nwrites++] = (store_write_t){op, bucket, key ? xstrdup(key) : NULL, data};
+    c->writes[c->nwrites++] = (store_write_t){op, bucket, key ? xstrdup(key) : NULL, data, false};
 }
 
 static void writes_free(shop_ctx_t *c) {
@@ -352,6 +352,11 @@ static void writes_free(shop_ctx_t *c) {
 
 void shop_tx_insert(shop_ctx_t *c, const char *bucket, json_t *data) {
     tx_op(c, "insert", bucket, NULL, data);
+}
+
+void shop_tx_insert_new(shop_ctx_t *c, const char *bucket, json_t *data) {
+    tx_op(c, "insert", bucket, NULL, data);
+    c->writes[c->nwrites - 1].new_key = true;
 }
 
 void shop_tx_update(shop_ctx_t *c, const char *bucket, const char *key, json_t *data) {
@@ -375,7 +380,7 @@ void shop_tx_audit(shop_ctx_t *c, const char *action, json_t *details) {
     shop_set_str(e, "userId", c->user_id);
     json_object_set_new_nocheck(e, "details", details ? details : json_object());
     shop_set_int(e, "timestamp", c->now);
-    shop_tx_insert(c, B_AUDIT, e);
+    shop_tx_insert_new(c, B_AUDIT, e);
 }
 
 void shop_tx_ledger(shop_ctx_t *c, const char *wallet_id, const char *user_id, const char *currency,
@@ -391,7 +396,7 @@ void shop_tx_ledger(shop_ctx_t *c, const char *wallet_id, const char *user_id, c
     if (extra) json_object_update(e, extra);
     json_decref(extra);
     shop_set_int(e, "createdAt", c->now);
-    shop_tx_insert(c, B_LEDGER, e);
+    shop_tx_insert_new(c, B_LEDGER, e);
 }
 
 void shop_tx_wallet_set(shop_ctx_t *c, const json_t *wallet, const char *wallet_id,

@@ -130,6 +130,9 @@ int shop_where(shop_ctx_t *c, const char *bucket, json_t *filter, json_t **out);
 /* ---- the write batch ---- */
 
 void shop_tx_insert(shop_ctx_t *c, const char *bucket, json_t *data);
+/* The same for a record whose key was just made by schema_uuid7: no record has it, so
+ * the store may hand the insert to the database's writer thread (store_write_t.new_key). */
+void shop_tx_insert_new(shop_ctx_t *c, const char *bucket, json_t *data);
 void shop_tx_update(shop_ctx_t *c, const char *bucket, const char *key, json_t *data);
 void shop_tx_delete(shop_ctx_t *c, const char *bucket, const char *key);
 /* Queues an audit-logs entry {action, userId (the caller), details, timestamp}. */

@@ -234,6 +234,14 @@ static void cache_clear(store_t *st) {
     st->cache_bytes = 0;
 }
 
+/* After a failed batch: the row ids queued inserts took are read again, in case
+ * another process wrote rows meanwhile (the failure may have been its row id). */
+static void rowids_forget(store_t *st) {
+    size_t it = 0;
+    void *v;
+    while (strmap_next(&st->buckets, &it, NULL, &v)) ((bucket_t *)v)->next_rowid = 0;
+}
+
 static void cache_forget(store_t *st, bucket_t *b, const json_t *key) {
     char k[STORE_CACHE_MAX_KEY];
     if (!b->cache.count || !cache_key(key, k)) return;
@@ -450,10 +458,11 @@ static void tx_abort(store_t *st) {
  * let store_batch_commit report the failure for every write of the turn. */
 static void batch_fail(store_t *st, const char *why) {
     log_error("store.batch_failed", "error=\"%s\"", why);
-    if (db_transaction_alive(st->db)) db_rollback(st->db);
+    db_rollback(st->db); /* also when SQLite has rolled back already: the db forgets it */
     st->batch_open = false;
     st->batch_failed = true;
     cache_clear(st); /* it may hold records the batch wrote */
+    rowids_forget(st);
 }
 
 static int tx_commit(store_t *st, err_t *err) {
@@ -523,12 +532,13 @@ int store_batch_commit(store_t *st, err_t *err) {
     st->bound_count = st->bound_cap = 0;
     int rc;
     if (failed) {
-        if (db_transaction_alive(st->db)) db_rollback(st->db);
+        db_rollback(st->db);
         err_set(err, ERR_INTERNAL, "Database error");
         rc = -1;
     } else if ((rc = db_commit(st->db, err)) < 0) {
         db_rollback(st->db);
         cache_clear(st); /* it may hold records the batch wrote */
+        rowids_forget(st);
     }
     if (st->on_commit) st->on_commit(st->on_commit_udata, rc, err);
     if (rc == 0) {
@@ -652,8 +662,13 @@ static bucket_t *bucket_make(const char *name, schema_t *schema, int64_t order) 
         buf_append_char(&t, ')');
         *(with_rowid ? &b->sql_insert_row : &b->sql_insert) = buf_take(&t, NULL);
     }
-    for (size_t i = 0; i < schema->field_count; i++)
-        b->autoincrement |= schema->fields[i].generated == GEN_AUTOINCREMENT;
+    b->queue_inserts = true;
+    for (size_t i = 0; i < schema->field_count; i++) {
+        const schema_field_t *f = &schema->fields[i];
+        b->autoincrement |= f->generated == GEN_AUTOINCREMENT;
+        if (f->generated == GEN_AUTOINCREMENT || (f->unique && strcmp(f->name, schema->key) != 0))
+            b->queue_inserts = false;
+    }
     /* SQLite rewrites the entries of every index whose column an UPDATE sets, even to
      * the same value; most updates (stock, balance, status) leave indexed fields as
      * they were and use the statement that does not set them. */
@@ -1477,8 +1492,8 @@ static void column_bind(db_stmt_t *q, int at, const json_t *v, const char *doc, 
  * text is made once: appended to `out` when there is one (it is also the answer), or
  * to a scratch buffer; on failure nothing stays appended. */
 static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *rec, int64_t rowid, buf_t *out,
-                     err_t *err) {
-    db_stmt_t *q = db_prepare(st->db, sql, err);
+                     bool queued, err_t *err) {
+    db_stmt_t *q = queued ? db_prepare_queued(st->db, sql, err) : db_prepare(st->db, sql, err);
     if (!q) return -1;
     buf_t scratch;
     buf_init(&scratch, 0);
@@ -1492,6 +1507,11 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     json_walk_init(&w, rec);
     for (size_t i = 0; i < b->ncols; i++)
         column_bind(q, (int)i + 3, json_walk_get(&w, b->cols[i]), doc->data, spans, nspans);
+    if (db_is_queued(q)) { /* the values are copied: exactly one row, or the batch fails */
+        db_submit(q, 1);
+        buf_cleanup(&scratch);
+        return 0;
+    }
     err_t e2 = ERR_INIT;
     db_step_t r = db_step(q, &e2);
     db_done(q); /* the borrowed text is released here, before the buffer changes */
@@ -1510,8 +1530,26 @@ static int write_doc(store_t *st, bucket_t *b, const char *sql, const json_t *re
     return 0;
 }
 
-/* Writes a prepared record (taken; NULL: preparing failed, err is set). */
-static int insert_record(store_t *st, bucket_t *b, json_t *rec, buf_t *out, err_t *err) {
+/* The row id the next queued insert into b takes: one past the largest the table has
+ * had since the bucket was loaded (row ids are never reused from here on). */
+static int64_t next_rowid(store_t *st, bucket_t *b, err_t *err) {
+    if (b->next_rowid > 0) return b->next_rowid;
+    buf_t sql;
+    buf_init(&sql, 0);
+    buf_printf(&sql, "SELECT coalesce(max(_rowid), 0) + 1 FROM %s", b->table);
+    db_stmt_t *q = db_prepare(st->db, sql.data, err);
+    buf_cleanup(&sql);
+    if (!q) return -1;
+    if (db_step(q, err) == DB_ROW) b->next_rowid = db_column_int(q, 0);
+    db_done(q);
+    return b->next_rowid > 0 ? b->next_rowid : -1;
+}
+
+/* Writes a prepared record (taken; NULL: preparing failed, err is set). A record whose
+ * key is `new_key` (just generated) cannot meet a uniqueness failure in a bucket
+ * without other unique fields: its insert is queued for the writer thread, with the row
+ * id taken here. */
+static int insert_record(store_t *st, bucket_t *b, json_t *rec, buf_t *out, bool new_key, err_t *err) {
     if (!rec) return -1;
     json_t *key = json_object_get(rec, b->schema->key);
     if (!json_is_string(key) && !json_is_number(key)) {
@@ -1522,11 +1560,15 @@ static int insert_record(store_t *st, bucket_t *b, json_t *rec, buf_t *out, err_
     }
     int64_t now = clock_now_ms();
     meta_stamp(rec, 1, json_integer(now), now, false);
-    if (write_doc(st, b, b->sql_insert, rec, 0, out, err) < 0) {
+    bool queued = new_key && b->queue_inserts && db_in_transaction(st->db);
+    int64_t rowid = queued ? next_rowid(st, b, err) : 0;
+    if (rowid < 0 || write_doc(st, b, queued ? b->sql_insert_row : b->sql_insert, rec, rowid, out, queued, err) < 0) {
         json_decref(rec);
         return -1;
     }
-    changes_add(st, b, CHANGE_INSERT, key, NULL, rec, db_last_insert_rowid(st->db));
+    if (!rowid) rowid = db_last_insert_rowid(st->db);
+    if (b->next_rowid > 0 && rowid >= b->next_rowid) b->next_rowid = rowid + 1;
+    changes_add(st, b, CHANGE_INSERT, key, NULL, rec, rowid);
     json_decref(rec);
     return 0;
 }
@@ -1546,7 +1588,7 @@ static int op_insert(store_t *st, bucket_t *b, const json_t *data, const store_o
     }
     json_t *rec = schema_prepare_insert(b->schema, data, gen_autoincrement, st, err);
     json_decref(owned);
-    return insert_record(st, b, rec, out, err);
+    return insert_record(st, b, rec, out, false, err);
 }
 
 /* Optimistic concurrency (extension): with "expectedVersion", an update or delete
@@ -1619,7 +1661,8 @@ static int op_update(store_t *st, bucket_t *b, const json_t *key, const json_t *
     char ck[STORE_CACHE_MAX_KEY];
     bool refresh = out && b->cache.count && cache_key(key, ck) && strmap_get(&b->cache, ck);
     size_t mark = out ? out->len : 0;
-    int rc = write_doc(st, b, sql, rec, rowid, out, err);
+    /* Without indexed columns nothing can fail but I/O: the writer thread may do it. */
+    int rc = write_doc(st, b, sql, rec, rowid, out, sql == b->sql_update_unindexed, err);
     if (rc == 0) {
         changes_add(st, b, CHANGE_UPDATE, json_object_get(cur, b->schema->key), cur, rec, rowid);
         if (refresh) cache_refresh(st, b, ck, rowid, rec, out->data + mark, out->len - mark);
@@ -1679,7 +1722,7 @@ static void undo_changes(store_t *st) {
             rc = row_delete(st, b, rowid, &e);
         } else {
             const char *sql = ch->kind == CHANGE_UPDATE ? b->sql_update : b->sql_insert_row;
-            rc = write_doc(st, b, sql, ch->before, rowid, NULL, &e);
+            rc = write_doc(st, b, sql, ch->before, rowid, NULL, false, &e);
         }
     }
     if (rc < 0) batch_fail(st, e.msg);
@@ -1923,7 +1966,7 @@ int store_write_all(store_t *st, store_write_t *w, size_t n, err_t *err) {
         int rc;
         if (strcmp(w[i].op, "insert") == 0) {
             rc = insert_record(st, b, schema_prepare_insert_take(b->schema, data, gen_autoincrement, st, err),
-                               &out, err);
+                               &out, w[i].new_key, err);
         } else {
             json_t *key = json_stringn_nocheck(w[i].key, strlen(w[i].key));
             rc = strcmp(w[i].op, "update") == 0 ? op_update(st, b, key, data, NULL, NULL, &out, err)

@@ -154,6 +154,7 @@ typedef struct {
     const char *bucket;
     const char *key;    /* update, delete: the record's string key */
     json_t *data;       /* insert: the record; update: the fields it changes */
+    bool new_key;       /* insert: its key was just generated (a v7 UUID), so no record has it */
 } store_write_t;
 /* Runs the writes as one transaction, like a store_transaction of writes only: all or
  * nothing, the first failure's error (with details.index) is the answer. No ownership

@@ -23,6 +23,10 @@ typedef struct {
     size_t nindexed;
     strmap_t cache; /* record cache: cache key (see cache_key) → cached_doc_t */
     bool autoincrement; /* a field is generated: autoincrement (its counter is a row too) */
+    /* Inserts of new keys may go to the writer thread (db_prepare_queued): no unique field
+     * but the key, and no counter. They get their row id from next_rowid (0: not read yet). */
+    bool queue_inserts;
+    int64_t next_rowid;
 } bucket_t;
 
 typedef struct {

@@ -1,7 +1,8 @@
 /* The database layer against real SQLite databases in a temporary directory: the
  * WAL-gathering VFS (src/db/walbuf.c) must write fewer, larger chunks and change nothing
  * SQLite guarantees; the store's connection (src/db/db_sqlite.c) waits, in short steps,
- * for another connection's lock (a checkpoint, the sqlite3 shell) instead of failing. */
+ * for another connection's lock (a checkpoint, the sqlite3 shell) instead of failing, and its
+ * writer thread runs queued writes in order, before anything else, all or nothing. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -255,5 +256,142 @@ Test(db_busy, a_write_waits_for_another_connections_lock, .init = setup, .fini =
     cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "2,1", "the holder's row first, then ours");
     sqlite3_finalize(q);
     sqlite3_close(h.conn);
+    db_close(db);
+}
+
+/* ---- the writer thread (db_prepare_queued) ---- */
+
+TestSuite(db_writer, .init = setup, .fini = teardown);
+
+static db_t *writer_db(void) {
+    err_t err = ERR_INIT;
+    db_t *db = db_open(path, &err);
+    cr_assert_not_null(db, "%s", err.msg);
+    cr_assert_eq(db_exec(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)", &err), 0, "%s", err.msg);
+    return db;
+}
+
+static int64_t db_int(db_t *db, const char *sql) {
+    err_t err = ERR_INIT;
+    db_stmt_t *q = db_prepare(db, sql, &err);
+    cr_assert_not_null(q, "%s", err.msg);
+    cr_assert_eq(db_step(q, &err), DB_ROW, "%s", err.msg);
+    int64_t v = db_column_int(q, 0);
+    db_done(q);
+    return v;
+}
+
+/* Queues "INSERT INTO t VALUES (id, v)"; returns whether it was queued. */
+static bool queue_insert(db_t *db, int64_t id, const char *v, int expect) {
+    err_t err = ERR_INIT;
+    db_stmt_t *q = db_prepare_queued(db, "INSERT INTO t(id, v) VALUES (?1, ?2)", &err);
+    cr_assert_not_null(q, "%s", err.msg);
+    db_bind_int(q, 1, id);
+    db_bind_text_borrowed(q, 2, v, strlen(v));
+    if (!db_is_queued(q)) {
+        cr_assert_eq(db_step(q, &err), DB_DONE, "%s", err.msg);
+        db_done(q);
+        return false;
+    }
+    db_submit(q, expect);
+    return true;
+}
+
+Test(db_writer, queued_writes_run_in_order_before_anything_else) {
+    db_t *db = writer_db();
+    err_t err = ERR_INIT;
+    cr_assert_not(queue_insert(db, 1, "outside", 1), "outside a transaction a write runs at once");
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    char v[32];
+    for (int i = 2; i <= 2001; i++) { /* past WRITER_KICK_AT: the writer runs while we queue */
+        snprintf(v, sizeof v, "row %d", i);
+        cr_assert(queue_insert(db, i, v, 1));
+        if (i == 1000) cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 1000, "a read sees every write before it");
+    }
+    db_stmt_t *q = db_prepare_queued(db, "UPDATE t SET v = ?1 WHERE id = ?2", &err);
+    db_bind_text(q, 1, "last", 4);
+    db_bind_int(q, 2, 2001);
+    db_submit(q, 1);
+    cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
+    db_close(db);
+
+    sqlite3 *check = open_db(NULL);
+    cr_assert_eq(one_int(check, "SELECT count(*) FROM t"), 2001);
+    cr_assert_eq(one_int(check, "SELECT count(*) FROM t WHERE v = 'row ' || id"), 1999);
+    cr_assert_eq(one_int(check, "SELECT count(*) FROM t WHERE id = 2001 AND v = 'last'"), 1);
+    sqlite3_close(check);
+}
+
+Test(db_writer, a_queued_write_keeps_its_values_after_the_caller_changes_them) {
+    db_t *db = writer_db();
+    err_t err = ERR_INIT;
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    char v[16] = "original";
+    cr_assert(queue_insert(db, 7, v, 1));
+    strcpy(v, "changed!");
+    cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
+    db_stmt_t *q = db_prepare(db, "SELECT v FROM t WHERE id = 7", &err);
+    cr_assert_eq(db_step(q, &err), DB_ROW);
+    cr_assert_str_eq(db_column_text(q, 0, NULL), "original");
+    db_done(q);
+    db_close(db);
+}
+
+/* A queued write that fails (here a duplicate key) fails its whole transaction: later
+ * writes are refused, the commit fails and rolls back, and the next transaction works. */
+Test(db_writer, a_failed_queued_write_fails_the_whole_transaction) {
+    db_t *db = writer_db();
+    err_t err = ERR_INIT;
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    cr_assert(queue_insert(db, 1, "kept", 1));
+    cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
+
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    cr_assert(queue_insert(db, 2, "undone", 1));
+    cr_assert(queue_insert(db, 1, "duplicate", 1));
+    cr_assert(queue_insert(db, 3, "skipped", 1));
+    db_stmt_t *q = db_prepare(db, "INSERT INTO t(id, v) VALUES (4, 'refused')", &err);
+    cr_assert_eq(db_step(q, &err), DB_ERROR, "a write after the failure is refused");
+    cr_assert_eq(err.code, ERR_INTERNAL);
+    err_clear(&err);
+    db_done(q);
+    cr_assert_eq(db_commit(db, &err), -1, "the commit fails");
+    err_clear(&err);
+    cr_assert_not(db_in_transaction(db), "and rolled back");
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 1);
+
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    cr_assert(queue_insert(db, 5, "next", 1));
+    cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 2);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM t WHERE id IN (1, 5)"), 2);
+    db_close(db);
+}
+
+Test(db_writer, a_queued_write_that_changes_no_row_fails_the_transaction) {
+    db_t *db = writer_db();
+    err_t err = ERR_INIT;
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    cr_assert(queue_insert(db, 1, "a", 1));
+    db_stmt_t *q = db_prepare_queued(db, "UPDATE t SET v = 'b' WHERE id = ?1", &err);
+    db_bind_int(q, 1, 99); /* no such row */
+    db_submit(q, 1);
+    cr_assert_eq(db_commit(db, &err), -1);
+    err_clear(&err);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 0);
+    db_close(db);
+}
+
+/* A queued write never commits on its own: if the transaction is gone (SQLite rolls
+ * back by itself after an I/O error; here another statement ended it), it fails. */
+Test(db_writer, a_queued_write_never_runs_outside_its_transaction) {
+    db_t *db = writer_db();
+    err_t err = ERR_INIT;
+    cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
+    cr_assert_eq(db_exec(db, "ROLLBACK", &err), 0, "%s", err.msg); /* behind the db's back */
+    cr_assert(queue_insert(db, 1, "alone", 1));
+    cr_assert_eq(db_commit(db, &err), -1);
+    err_clear(&err);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 0);
     db_close(db);
 }

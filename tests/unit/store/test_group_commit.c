@@ -219,16 +219,16 @@ Test(group_commit, writes_from_server_code_run_all_or_nothing) {
     json_t *a = json_loads("{\"id\":\"a\",\"n\":1}", 0, NULL);
     json_t *b = json_loads("{\"id\":\"b\",\"n\":2}", 0, NULL);
     json_t *patch = json_loads("{\"n\":5}", 0, NULL);
-    store_write_t ok[] = {{"insert", "items", NULL, a},
-                          {"insert", "items", NULL, b},
-                          {"update", "items", "a", patch},
-                          {"delete", "items", "b", NULL}};
+    store_write_t ok[] = {{"insert", "items", NULL, a, false},
+                          {"insert", "items", NULL, b, false},
+                          {"update", "items", "a", patch, false},
+                          {"delete", "items", "b", NULL, false}};
     json_incref(patch); /* used again below */
     cr_assert_eq(store_write_all(st, ok, 4, &err), 0, "%s", err.msg);
     for (size_t i = 0; i < 4; i++) cr_assert_null(ok[i].data, "write %zu's data was taken", i);
     cr_assert_eq(count_items(), 1);
     json_t *c = json_loads("{\"id\":\"c\",\"n\":3}", 0, NULL);
-    store_write_t bad[] = {{"insert", "items", NULL, c}, {"update", "items", "ghost", json_incref(patch)}};
+    store_write_t bad[] = {{"insert", "items", NULL, c, false}, {"update", "items", "ghost", json_incref(patch), false}};
     cr_assert_eq(store_write_all(st, bad, 2, &err), -1);
     cr_assert_eq(err.code, ERR_NOT_FOUND, "%s", err.msg);
     cr_assert_eq(json_integer_value(json_object_get(err.details, "index")), 1);
@@ -310,4 +310,80 @@ Test(group_commit, metadata_stays_last_through_updates) {
     json_decref(second);
     json_decref(third);
     cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+}
+
+static json_t *item(const char *id, int n) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "n", json_integer(n));
+    return o;
+}
+
+/* The ids of the stored rows in row id order, read by another connection. */
+static void stored_ids(char *out, size_t size) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/shopd.db", dir);
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(other, "SELECT group_concat(id || ':' || n, ',') FROM (SELECT id, n FROM items ORDER BY _rowid)", -1, &q, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    snprintf(out, size, "%s", sqlite3_column_text(q, 0) ? (const char *)sqlite3_column_text(q, 0) : "");
+    sqlite3_finalize(q);
+    sqlite3_close(other);
+}
+
+/* Inserts of new keys and plain updates go to the database's writer thread; mixed with
+ * writes that run at once, everything lands in order, each insert in its own row. */
+Test(group_commit, queued_and_immediate_writes_keep_their_order) {
+    err_t err = ERR_INIT;
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
+    store_write_t w1[] = {{"insert", "items", NULL, item("k1", 1), true},
+                          {"update", "items", "a", json_loads("{\"n\":2}", 0, NULL), false}};
+    cr_assert_eq(store_write_all(st, w1, 2, &err), 0, "%s", err.msg);
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"b\",\"n\":1}}", &err), 0);
+    store_write_t w2[] = {{"insert", "items", NULL, item("k2", 1), true}};
+    cr_assert_eq(store_write_all(st, w2, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"k2\",\"n\":1}}", &err), -1,
+                 "a queued insert's key is there for the next write");
+    cr_assert_eq(err.code, ERR_ALREADY_EXISTS, "%s", err.msg);
+    err_clear(&err);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    char ids[256];
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:2,k1:1,b:1,k2:1");
+    cr_assert_eq(sets_seen, 4);
+}
+
+/* Should a queued insert meet a key that exists after all, its whole batch fails, as
+ * after an I/O error: nothing of it is stored and the next batch works. */
+Test(group_commit, a_queued_insert_that_fails_fails_the_whole_batch) {
+    store_on_batch_commit(st, on_commit, NULL);
+    err_t err = ERR_INIT;
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"b\",\"n\":1}}", &err), 0);
+    store_write_t w[] = {{"update", "items", "a", json_loads("{\"n\":7}", 0, NULL), false},
+                         {"insert", "items", NULL, item("a", 9), true}};
+    cr_assert_eq(store_write_all(st, w, 2, &err), 0, "queued: %s", err.msg);
+    cr_assert_eq(store_batch_commit(st, &err), -1);
+    err_clear(&err);
+    cr_assert_eq(commit_rc, -1);
+    cr_assert_eq(sets_seen, 1, "only the first batch is offered");
+    char ids[256];
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:1");
+    buf_t out;
+    buf_init(&out, 0);
+    json_t *req = json_loads("{\"bucket\":\"items\",\"key\":\"a\"}", 0, NULL);
+    cr_assert_eq(store_execute(st, "get", req, &out, &err), 0, "%s", err.msg);
+    cr_assert(strstr(buf_cstr(&out), "\"n\":1") != NULL, "the cache forgot the undone update: %s", buf_cstr(&out));
+    json_decref(req);
+    buf_cleanup(&out);
+    store_write_t next[] = {{"insert", "items", NULL, item("c", 1), true}};
+    cr_assert_eq(store_write_all(st, next, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    cr_assert_eq(commit_rc, 0);
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:1,c:1");
 }
