@@ -43,6 +43,7 @@ typedef struct {
     uv_signal_t sigterm, sigint;
     uv_prepare_t log_flush;
     uv_prepare_t subs_flush;
+    uv_async_t commit_done; /* the database's writer thread has committed a batch */
     int signals_seen;
 } app_t;
 
@@ -60,31 +61,41 @@ static void flush_subscriptions(void *udata) { subs_flush(udata); }
  * did not come from a realtime request, then the end of the shared read transaction. */
 static void on_subs_prepare(uv_prepare_t *h) {
     app_t *app = h->data;
-    /* The group commit of this turn's writes, then their answers, then the pushes.
-     * Listeners of a commit (rules) may write again: a few more rounds settle that. */
-    for (int round = 0; round < 8 && store_batch_open(app->store); round++) {
+    /* The group commit of this turn's writes: the database's writer thread commits it
+     * while the loop goes on (on_commit_done reports it, releasing its answers), then the
+     * pushes. Listeners of a commit (rules) may write again: the next turn commits that. */
+    if (store_batch_open(app->store)) {
         err_t e = ERR_INIT;
-        store_batch_commit(app->store, &e); /* answers are released by on_batch_commit */
+        store_batch_commit_queued(app->store, &e); /* a failure is reported to on_batch_commit */
         err_clear(&e);
     }
     subs_flush(app->subs);
     store_idle(app->store);
 }
 
-static bool batch_is_open(void *udata) { return store_batch_open(udata); }
+static uint64_t batch_pending(void *udata) { return store_batch_pending(udata); }
+
+/* From the writer thread: wakes the loop (uv_async_send is the one libuv call that
+ * may come from another thread). */
+static void commit_notify(void *udata) { uv_async_send(udata); }
+
+static void on_commit_done(uv_async_t *h) {
+    app_t *app = h->data;
+    store_batch_poll(app->store);
+}
 
 /* Every group commit releases the answers held for it, as errors when it failed. */
-static void on_batch_commit(void *udata, int rc, const err_t *err) {
+static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *err) {
     app_t *app = udata;
     if (rc == 0) {
-        realtime_release_held(app->rt, NULL);
+        realtime_release_held(app->rt, batch, NULL);
         return;
     }
     log_error("store.commit_failed", "error=\"%s\"", err->msg);
     if (app->rules) rules_facts_forget(app->rules); /* it took fact writes now undone */
     err_t e = ERR_INIT;
     err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
-    realtime_release_held(app->rt, &e);
+    realtime_release_held(app->rt, batch, &e);
     err_clear(&e);
 }
 
@@ -111,6 +122,8 @@ static void on_stopped(void *arg) {
     close_handle((uv_handle_t *)&app->sigint);
     close_handle((uv_handle_t *)&app->log_flush);
     close_handle((uv_handle_t *)&app->subs_flush);
+    store_on_commit_done(app->store, NULL, NULL); /* before its handle goes */
+    close_handle((uv_handle_t *)&app->commit_done);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -237,8 +250,12 @@ static int serve(config_t *cfg) {
     }
     if (app_store_setup(app.store, cfg->doc, err, sizeof err) < 0) goto fail;
     store_set_group_commit(app.store, true);
-    realtime_set_hold(app.rt, batch_is_open, app.store);
+    realtime_set_hold(app.rt, batch_pending, app.store);
     store_on_batch_commit(app.store, on_batch_commit, &app);
+    uv_async_init(app.loop, &app.commit_done, on_commit_done);
+    app.commit_done.data = &app;
+    uv_unref((uv_handle_t *)&app.commit_done);
+    store_on_commit_done(app.store, commit_notify, &app.commit_done);
     app.subs = subs_new(app.store, store_api_deliver);
     metrics_wire(app.subs, app.store);
     store_api_register(app.rt, app.store, app.subs, app.auth);
@@ -313,6 +330,10 @@ fail:
     server_close_handles(app.server);
     realtime_close_handles(app.rt);
     auth_close(app.auth);
+    if (app.commit_done.data) {
+        store_on_commit_done(app.store, NULL, NULL);
+        close_handle((uv_handle_t *)&app.commit_done);
+    }
     uv_run(app.loop, UV_RUN_DEFAULT);
 out:
     if (app.store) store_on_batch_commit(app.store, NULL, NULL); /* the realtime layer goes first */

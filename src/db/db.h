@@ -77,6 +77,21 @@ db_step_t db_step(db_stmt_t *st, err_t *err);
 db_stmt_t *db_prepare_queued(db_t *db, const char *sql, err_t *err);
 bool db_is_queued(const db_stmt_t *st);
 void db_submit(db_stmt_t *st, int expect_changes);
+/* Transactions through the writer thread, so that the caller goes on while one
+ * commits: db_begin_queued opens one (it runs before the next op), db_commit_queued
+ * ends it, and db_completed gives the outcomes of those commits back, in order, with
+ * the caller's tag (false: none yet). The writer calls the function set with
+ * db_set_notify (from its own thread) after each. A transaction that failed (rc -1,
+ * err set) is rolled back, and so is every transaction queued after it before its
+ * outcome was taken. Without the thread (db_queues_transactions false) db_begin_queued
+ * is db_begin and the others must not be used. */
+bool db_queues_transactions(const db_t *db);
+void db_set_notify(db_t *db, void (*fn)(void *udata), void *udata);
+int db_begin_queued(db_t *db, err_t *err);
+void db_commit_queued(db_t *db, uint64_t tag);
+bool db_completed(db_t *db, uint64_t *tag, int *rc, err_t *err);
+/* Waits until every queued op (and commit) has run. */
+void db_drain(db_t *db);
 
 db_type_t db_column_type(db_stmt_t *st, int col);
 int64_t db_column_int(db_stmt_t *st, int col);

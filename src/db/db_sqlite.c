@@ -70,13 +70,19 @@ struct db_stmt {
  * Inside a transaction, a write whose outcome its caller does not need at once (see
  * db_prepare_queued) is recorded as an op — the statement and copies of its values —
  * and executed by the writer thread, in order, while the loop thread goes on with its
- * turn. The two threads never use the connection at the same time: the writer runs only
- * between a kick and the moment its queue is empty, and every other use of the
- * connection (db_prepare, db_exec, a commit…) first waits for that (writer_drain). A
- * queued write that fails makes every later one be skipped and every later write
- * statement refused, and the transaction's commit fails (db_commit rolls it back): the
- * caller's whole batch fails, as when SQLite rolls a transaction back after an I/O
- * error. */
+ * turn. A transaction's BEGIN and COMMIT can be queued too (db_begin_queued,
+ * db_commit_queued): the loop then goes on to the next transaction while the writer
+ * commits, and learns the outcome from db_completed. The two threads never use the
+ * connection at the same time: the writer runs only between a kick and the moment its
+ * queue is empty, and every other use of the connection (db_prepare, db_exec…) first
+ * waits for that (writer_drain).
+ *
+ * A queued write that fails loses its transaction: the writer rolls it back at once and
+ * skips every op queued before the loop has heard of the failure — they belong to that
+ * transaction or were built on it — and every later write statement of the loop is
+ * refused. Ops carry the epoch they were queued in; a failure ends an epoch, and the loop
+ * starts the next one when it hears of it (acknowledge: a rollback, a BEGIN, or the
+ * failed commit's completion). */
 typedef struct {
     int index;    /* the parameter's number */
     db_type_t type;
@@ -85,10 +91,16 @@ typedef struct {
     size_t off, len; /* text: where in the op's text */
 } db_val_t;
 
+typedef enum { OP_WRITE, OP_BEGIN, OP_COMMIT } db_op_kind_t;
+
 typedef struct db_op {
     struct db_op *next;
-    sqlite3_stmt *stmt;
-    int expect; /* the rows it must change, or -1 */
+    db_op_kind_t kind;
+    sqlite3_stmt *stmt; /* OP_WRITE */
+    int expect;         /* OP_WRITE: the rows it must change, or -1 */
+    uint64_t epoch;     /* the loop's epoch when it was queued */
+    uint64_t tag;       /* OP_COMMIT: the caller's, given back by db_completed */
+    int rc;             /* OP_COMMIT: 0, or -1 when the transaction was lost */
     size_t nvals;
     db_val_t *vals;
     char *text;
@@ -107,13 +119,18 @@ typedef struct {
     pthread_cond_t work, idle;
     db_op_t *head, *tail; /* under lock */
     db_op_t *done;        /* ops run, for the loop thread to free (under lock) */
+    db_op_t *completed, *completed_tail; /* commits run, in order (under lock) */
     size_t queued;        /* under lock */
     bool busy;            /* the writer owns the connection (under lock) */
     bool stop;            /* under lock */
     bool running;         /* loop thread only */
-    bool failed;          /* a queued write failed: read by the loop after a drain */
+    /* The epoch of the last failure, its code and message: written by the writer under
+     * the lock, read by the loop under it or after a drain. */
+    uint64_t failed_epoch;
     int fail_rc;
     char fail_msg[256];
+    void (*notify)(void *udata); /* called by the writer after each queued commit */
+    void *notify_udata;
 } writer_t;
 
 #define CHECKPOINT_PAGES 1000
@@ -154,7 +171,8 @@ struct db {
     bool read_open; /* a shared read transaction is open (until db_idle) */
     writer_t w;
     bool pending;            /* ops queued since the last drain (loop thread only) */
-    bool fail_logged;        /* the writer's failure is logged (until the rollback) */
+    uint64_t epoch;          /* ops queued now belong to it (loop thread only; from 1) */
+    uint64_t logged_epoch;   /* the last failure logged */
     int active;              /* statements the loop thread is using (db_prepare … db_done) */
     db_stmt_t *recording;    /* the queued statement being bound */
     db_val_t *rec_vals;      /* its values so far */
@@ -247,14 +265,35 @@ static void checkpointer_stop(db_t *db) {
     pthread_cond_destroy(&c->wake);
 }
 
-/* Runs one queued write (writer thread). Never outside a transaction: if SQLite has
- * ended it (after an I/O error), the write would commit on its own. */
-static void op_run(db_t *db, const db_op_t *op) {
+/* Ends the epoch of `op` (writer thread): the transaction is rolled back at once, so
+ * the connection is clean for the next epoch's BEGIN. */
+static void writer_fail(db_t *db, const db_op_t *op, int rc, const char *msg) {
+    writer_t *w = &db->w;
+    if (!sqlite3_get_autocommit(db->conn)) sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_lock(&w->lock);
+    w->failed_epoch = op->epoch;
+    w->fail_rc = rc;
+    snprintf(w->fail_msg, sizeof w->fail_msg, "%s", msg);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Runs one op (writer thread). A write never runs outside a transaction: if SQLite
+ * has ended it (after an I/O error), the write would commit on its own. */
+static void op_run(db_t *db, db_op_t *op) {
+    if (op->epoch <= db->w.failed_epoch) { /* lost with its transaction */
+        op->rc = -1;
+        return;
+    }
+    if (op->kind == OP_BEGIN || op->kind == OP_COMMIT) {
+        const char *sql = op->kind == OP_BEGIN ? "BEGIN IMMEDIATE" : "COMMIT";
+        int rc = sqlite3_exec(db->conn, sql, NULL, NULL, NULL);
+        op->rc = rc == SQLITE_OK ? 0 : -1;
+        if (rc != SQLITE_OK) writer_fail(db, op, rc, sqlite3_errmsg(db->conn));
+        return;
+    }
     sqlite3_stmt *s = op->stmt;
     if (sqlite3_get_autocommit(db->conn)) {
-        db->w.fail_rc = SQLITE_ABORT;
-        snprintf(db->w.fail_msg, sizeof db->w.fail_msg, "the transaction of a queued write has ended");
-        db->w.failed = true;
+        writer_fail(db, op, SQLITE_ABORT, "the transaction of a queued write has ended");
         return;
     }
     for (size_t i = 0; i < op->nvals; i++) {
@@ -267,18 +306,43 @@ static void op_run(db_t *db, const db_op_t *op) {
         }
     }
     int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        db->w.fail_rc = rc;
-        snprintf(db->w.fail_msg, sizeof db->w.fail_msg, "%s", sqlite3_errmsg(db->conn));
-        db->w.failed = true;
-    } else if (op->expect >= 0 && sqlite3_changes(db->conn) != op->expect) {
-        db->w.fail_rc = SQLITE_NOTFOUND;
-        snprintf(db->w.fail_msg, sizeof db->w.fail_msg, "a queued write changed %d rows, not %d",
-                 sqlite3_changes(db->conn), op->expect);
-        db->w.failed = true;
-    }
+    char msg[160];
+    if (rc != SQLITE_DONE) snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(db->conn));
+    else if (op->expect >= 0 && sqlite3_changes(db->conn) != op->expect)
+        snprintf(msg, sizeof msg, "a queued write changed %d rows, not %d", sqlite3_changes(db->conn), op->expect);
+    else msg[0] = 0;
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    if (msg[0]) writer_fail(db, op, rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc, msg);
+}
+
+/* Runs a list of ops, in order, by whichever thread owns the connection; returns the
+ * ops run (but commits, whose outcome goes to the completed list at once). */
+static db_op_t *ops_run(db_t *db, db_op_t *op, db_op_t **last) {
+    writer_t *w = &db->w;
+    db_op_t *done = NULL;
+    *last = NULL;
+    while (op) {
+        db_op_t *next = op->next;
+        op_run(db, op);
+        if (op->kind == OP_COMMIT) {
+            op->next = NULL;
+            pthread_mutex_lock(&w->lock);
+            if (w->completed_tail) w->completed_tail->next = op;
+            else w->completed = op;
+            w->completed_tail = op;
+            /* Under the lock: once db_set_notify has changed it, the old one is never
+             * called again (its target may be gone). It must not block. */
+            if (w->notify) w->notify(w->notify_udata);
+            pthread_mutex_unlock(&w->lock);
+        } else {
+            op->next = done;
+            if (!done) *last = op;
+            done = op;
+        }
+        op = next;
+    }
+    return done;
 }
 
 static void *writer_main(void *arg) {
@@ -289,15 +353,16 @@ static void *writer_main(void *arg) {
         while (!w->busy && !w->stop) pthread_cond_wait(&w->work, &w->lock);
         if (!w->busy) break; /* stopping, and nothing handed over */
         while (w->head) { /* everything queued so far, then whatever came meanwhile */
-            db_op_t *first = w->head, *last = w->tail;
+            db_op_t *op = w->head, *last;
             w->head = w->tail = NULL;
             w->queued = 0;
             pthread_mutex_unlock(&w->lock);
-            for (db_op_t *op = first; op; op = op->next)
-                if (!w->failed) op_run(db, op); /* after a failure the transaction is lost anyway */
+            db_op_t *done = ops_run(db, op, &last);
             pthread_mutex_lock(&w->lock);
-            last->next = w->done; /* freed by the thread that allocated them: a free from */
-            w->done = first;      /* another thread costs mimalloc more on both sides */
+            if (done) { /* freed by the thread that allocated them: a free from another */
+                last->next = w->done; /* thread costs mimalloc more on both sides */
+                w->done = done;
+            }
         }
         w->busy = false;
         pthread_cond_broadcast(&w->idle);
@@ -324,28 +389,37 @@ static void writer_kick_locked(db_t *db) {
     }
 }
 
-/* Waits until every queued write has run: the loop thread may use the connection
- * again. A write that failed is logged here, once. */
-static void writer_drain(db_t *db) {
-    if (!db->pending) return;
+/* Whether the current epoch has failed (after a drain, or under the lock). */
+static bool epoch_failed(const db_t *db) { return db->w.failed_epoch >= db->epoch; }
+
+/* The loop has heard of the failure: it is logged once and the next epoch begins. */
+static void acknowledge(db_t *db) {
     writer_t *w = &db->w;
-    pthread_mutex_lock(&w->lock);
-    if (w->head && !w->busy) { /* even while the loop holds a statement: it waits here */
-        w->busy = true;
-        pthread_cond_signal(&w->work);
-    }
-    while (w->busy) pthread_cond_wait(&w->idle, &w->lock);
-    db_op_t *done = w->done;
-    w->done = NULL;
-    pthread_mutex_unlock(&w->lock);
-    db->pending = false;
-    ops_free(done);
-    if (w->failed && !db->fail_logged) {
-        db->fail_logged = true;
+    if (w->failed_epoch > db->logged_epoch) {
+        db->logged_epoch = w->failed_epoch;
         snprintf(db->last_msg, sizeof db->last_msg, "%s", w->fail_msg);
         db->last_rc = w->fail_rc;
         log_error("db.error", "what=queued error=\"%s\"", w->fail_msg);
     }
+    if (epoch_failed(db)) db->epoch = w->failed_epoch + 1;
+}
+
+/* Runs every queued op before the loop thread uses the connection again: waits for
+ * the writer if it is at work, and runs what it has not taken itself — waking the
+ * writer and waiting for it costs two context switches, more than most ops. */
+static void writer_drain(db_t *db) {
+    if (!db->pending) return;
+    writer_t *w = &db->w;
+    pthread_mutex_lock(&w->lock);
+    while (w->busy) pthread_cond_wait(&w->idle, &w->lock);
+    db_op_t *op = w->head, *done = w->done, *last;
+    w->head = w->tail = NULL;
+    w->queued = 0;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock); /* the writer stays idle: only this thread wakes it */
+    db->pending = false;
+    ops_free(done);
+    ops_free(ops_run(db, op, &last));
 }
 
 static void writer_start(db_t *db) {
@@ -354,6 +428,7 @@ static void writer_start(db_t *db) {
     pthread_cond_init(&w->work, NULL);
     pthread_cond_init(&w->idle, NULL);
     buf_init(&db->rec_text, 0);
+    db->epoch = 1;
     w->running = pthread_create(&w->thread, NULL, writer_main, db) == 0;
     if (!w->running) log_warn("db.writer_disabled", "error=\"cannot start a thread\"");
 }
@@ -369,13 +444,33 @@ static void writer_stop(db_t *db) {
         pthread_join(w->thread, NULL);
         w->running = false;
         ops_free(w->done);
-        w->done = NULL;
+        ops_free(w->completed); /* outcomes nobody asked for any more */
+        w->done = w->completed = w->completed_tail = NULL;
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->work);
         pthread_cond_destroy(&w->idle);
     }
     free(db->rec_vals);
     buf_cleanup(&db->rec_text);
+}
+
+/* Queues an op (taken) and wakes the writer when enough wait, or at once (`kick`). */
+static void writer_queue(db_t *db, db_op_t *op, bool kick) {
+    writer_t *w = &db->w;
+    op->next = NULL;
+    op->epoch = db->epoch;
+    db->pending = true;
+    pthread_mutex_lock(&w->lock);
+    if (w->tail) w->tail->next = op;
+    else w->head = op;
+    w->tail = op;
+    bool full = ++w->queued >= WRITER_MAX_QUEUED;
+    if (kick || w->queued >= WRITER_KICK_AT) writer_kick_locked(db);
+    db_op_t *done = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    ops_free(done);
+    if (full) writer_drain(db);
 }
 
 static int db_fail(db_t *db, err_t *err, const char *what) {
@@ -445,8 +540,8 @@ void db_close(db_t *db) {
 
 /* Ends the shared read transaction, if one is open. */
 static void read_end(db_t *db) {
+    if (!db->read_open) return; /* (it is opened after a drain, and nothing is queued while it is) */
     writer_drain(db);
-    if (!db->read_open) return;
     db->read_open = false;
     if (!sqlite3_get_autocommit(db->conn)) sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL);
 }
@@ -457,6 +552,7 @@ void db_idle(db_t *db) {
 
 int db_exec(db_t *db, const char *sql, err_t *err) {
     read_end(db);
+    writer_drain(db);
     char *msg = NULL;
     db->last_rc = sqlite3_exec(db->conn, sql, NULL, NULL, &msg);
     if (db->last_rc != SQLITE_OK) {
@@ -529,10 +625,9 @@ bool db_is_queued(const db_stmt_t *st) { return st->db->recording == st; }
 
 void db_submit(db_stmt_t *st, int expect_changes) {
     db_t *db = st->db;
-    writer_t *w = &db->w;
     size_t nv = db->rec_n * sizeof(db_val_t);
-    db_op_t *op = xmalloc(sizeof *op + nv + db->rec_text.len);
-    op->next = NULL;
+    db_op_t *op = xcalloc(1, sizeof *op + nv + db->rec_text.len);
+    op->kind = OP_WRITE;
     op->stmt = st->stmt;
     op->expect = expect_changes;
     op->nvals = db->rec_n;
@@ -541,18 +636,54 @@ void db_submit(db_stmt_t *st, int expect_changes) {
     if (nv) memcpy(op->vals, db->rec_vals, nv);
     if (db->rec_text.len) memcpy(op->text, db->rec_text.data, db->rec_text.len);
     db->recording = NULL;
-    db->pending = true;
+    writer_queue(db, op, false);
+}
+
+bool db_queues_transactions(const db_t *db) { return db->w.running; }
+
+void db_set_notify(db_t *db, void (*fn)(void *udata), void *udata) {
+    if (!db->w.running) return;
+    pthread_mutex_lock(&db->w.lock);
+    db->w.notify = fn;
+    db->w.notify_udata = udata;
+    pthread_mutex_unlock(&db->w.lock);
+}
+
+int db_begin_queued(db_t *db, err_t *err) {
+    if (!db->w.running) return db_begin(db, err);
+    read_end(db);
+    db->in_tx = true;
+    db_op_t *op = xcalloc(1, sizeof *op);
+    op->kind = OP_BEGIN;
+    writer_queue(db, op, false);
+    return 0;
+}
+
+void db_commit_queued(db_t *db, uint64_t tag) {
+    db->in_tx = false;
+    db_op_t *op = xcalloc(1, sizeof *op);
+    op->kind = OP_COMMIT;
+    op->tag = tag;
+    writer_queue(db, op, true);
+}
+
+bool db_completed(db_t *db, uint64_t *tag, int *rc, err_t *err) {
+    if (!db->w.running) return false;
+    writer_t *w = &db->w;
     pthread_mutex_lock(&w->lock);
-    if (w->tail) w->tail->next = op;
-    else w->head = op;
-    w->tail = op;
-    bool full = ++w->queued >= WRITER_MAX_QUEUED;
-    if (w->queued >= WRITER_KICK_AT) writer_kick_locked(db);
-    db_op_t *done = w->done;
-    w->done = NULL;
+    db_op_t *op = w->completed;
+    if (op) {
+        w->completed = op->next;
+        if (!w->completed) w->completed_tail = NULL;
+        if (op->rc < 0) acknowledge(db);
+    }
     pthread_mutex_unlock(&w->lock);
-    ops_free(done);
-    if (full) writer_drain(db);
+    if (!op) return false;
+    *tag = op->tag;
+    *rc = op->rc;
+    if (op->rc < 0) err_set(err, ERR_INTERNAL, "Database error");
+    free(op);
+    return true;
 }
 
 /* A value bound to the statement being recorded. */
@@ -618,7 +749,7 @@ void db_bind_text_borrowed(db_stmt_t *st, int i, const char *s, size_t len) {
 
 db_step_t db_step(db_stmt_t *st, err_t *err) {
     db_t *db = st->db;
-    if (db->w.failed && !sqlite3_stmt_readonly(st->stmt)) { /* until the rollback */
+    if (epoch_failed(db) && !sqlite3_stmt_readonly(st->stmt)) { /* until it is acknowledged */
         err_set(err, ERR_INTERNAL, "Database error");
         return DB_ERROR;
     }
@@ -703,8 +834,8 @@ void db_rollback_to(db_t *db) {
 
 int db_begin(db_t *db, err_t *err) {
     read_end(db);
-    db->w.failed = false; /* a transaction SQLite rolled back by itself ended there */
-    db->fail_logged = false;
+    writer_drain(db);
+    acknowledge(db); /* a transaction lost to a failure ended there */
     db->in_tx = true; /* so that db_step does not open a read transaction for BEGIN */
     if (db_simple(db, "BEGIN IMMEDIATE", err) < 0) {
         db->in_tx = false;
@@ -715,7 +846,7 @@ int db_begin(db_t *db, err_t *err) {
 
 int db_commit(db_t *db, err_t *err) {
     writer_drain(db);
-    if (db->w.failed) {
+    if (epoch_failed(db)) {
         err_set(err, ERR_INTERNAL, "Database error");
         db_rollback(db);
         return -1;
@@ -730,8 +861,7 @@ int db_commit(db_t *db, err_t *err) {
 
 void db_rollback(db_t *db) {
     writer_drain(db);
-    db->w.failed = false; /* the writer is idle: nothing of the failed transaction stays */
-    db->fail_logged = false;
+    acknowledge(db); /* the writer is idle: nothing of a failed transaction stays */
     if (!db->in_tx) return;
     db->in_tx = false;
     if (sqlite3_get_autocommit(db->conn)) return; /* SQLite already rolled back */
@@ -797,3 +927,5 @@ void db_quote_ident(buf_t *out, const char *name) {
     }
     buf_append_char(out, '"');
 }
+
+void db_drain(db_t *db) { writer_drain(db); }

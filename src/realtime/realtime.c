@@ -4,8 +4,9 @@
  * Each session keeps a FIFO of its calls. A call that is answered is serialised at
  * once, but it is written only when every earlier call of the session has been
  * written, which is what keeps responses in request order when some handlers answer
- * later than others. Answers made while a group commit is open are held in that queue
- * until realtime_release_held(), and pushes to the requesting session made during its
+ * later than others. Answers made while a group commit is open or committing are held
+ * in that queue, marked with the newest batch, until realtime_release_held() reports
+ * that batch committed, and pushes to the requesting session made during its
  * request queue behind its answer. A session outlives its connection while calls are
  * pending: their answers are then dropped, and the last one frees the session. */
 #include "realtime/realtime.h"
@@ -41,7 +42,7 @@ struct realtime {
     buf_t deferred;  /* its pushes, sent after the answer: [size_t len][frame]… */
     void (*after_fn)(void *);
     void *after_udata;
-    bool (*hold_fn)(void *);
+    uint64_t (*hold_fn)(void *);
     void *hold_udata;
     rt_call_t **held; /* answered calls waiting for the group commit */
     size_t held_count, held_cap;
@@ -51,6 +52,7 @@ struct rt_call {
     rt_session_t *session;
     json_t *req;
     bool held; /* answered, waiting for the group commit */
+    uint64_t hold_batch; /* which one (hold_fn's number) */
     const char *owner_field; /* from the permission policy (borrowed from auth's config) */
     bool answered;
     char *frame; /* the serialised answer, until written */
@@ -122,7 +124,7 @@ static int push_frame(rt_session_t *s, const char *frame, size_t len) {
 }
 
 /* Sends the pushes held back while the current request was handled. */
-static void call_hold(realtime_t *rt, rt_call_t *call);
+static void call_hold(realtime_t *rt, rt_call_t *call, uint64_t batch);
 static void session_drain(rt_session_t *s);
 
 /* Queues the pushes held back while the current request was handled behind its answer:
@@ -130,7 +132,7 @@ static void session_drain(rt_session_t *s);
  * answer waits for (and are dropped if that commit fails). */
 static void send_deferred(realtime_t *rt, rt_session_t *s) {
     size_t off = 0;
-    bool hold = rt->hold_fn && rt->hold_fn(rt->hold_udata);
+    uint64_t hold = rt->hold_fn ? rt->hold_fn(rt->hold_udata) : 0;
     while (off + sizeof(size_t) <= rt->deferred.len) {
         size_t len;
         memcpy(&len, rt->deferred.data + off, sizeof len);
@@ -143,7 +145,7 @@ static void send_deferred(realtime_t *rt, rt_session_t *s) {
         if (s->tail) s->tail->next = c;
         else s->head = c;
         s->tail = c;
-        if (hold) call_hold(rt, c);
+        if (hold) call_hold(rt, c, hold);
         off += len;
     }
     buf_reset(&rt->deferred);
@@ -285,7 +287,7 @@ rt_session_t *rt_call_session(const rt_call_t *call) {
 static void call_finish(rt_call_t *call) {
     realtime_t *rt = call->session->rt;
     rt_session_t *s = call->session;
-    bool hold = rt->hold_fn && rt->hold_fn(rt->hold_udata);
+    uint64_t hold = rt->hold_fn ? rt->hold_fn(rt->hold_udata) : 0;
     if (!hold && s->head == call) {
         s->head = call->next;
         if (!s->head) s->tail = NULL;
@@ -301,14 +303,15 @@ static void call_finish(rt_call_t *call) {
     buf_reset(&rt->answer);
     call->answered = true;
     if (hold) {
-        call_hold(rt, call);
+        call_hold(rt, call, hold);
         return;
     }
     session_drain(s);
 }
 
-static void call_hold(realtime_t *rt, rt_call_t *call) {
+static void call_hold(realtime_t *rt, rt_call_t *call, uint64_t batch) {
     call->held = true;
+    call->hold_batch = batch;
     if (rt->held_count == rt->held_cap) {
         rt->held_cap = rt->held_cap ? rt->held_cap * 2 : 64;
         rt->held = xrealloc(rt->held, rt->held_cap * sizeof *rt->held);
@@ -316,17 +319,21 @@ static void call_hold(realtime_t *rt, rt_call_t *call) {
     rt->held[rt->held_count++] = call;
 }
 
-void realtime_set_hold(realtime_t *rt, bool (*is_open)(void *udata), void *udata) {
-    rt->hold_fn = is_open;
+void realtime_set_hold(realtime_t *rt, uint64_t (*pending)(void *udata), void *udata) {
+    rt->hold_fn = pending;
     rt->hold_udata = udata;
 }
 
-void realtime_release_held(realtime_t *rt, const err_t *failure) {
-    size_t n = rt->held_count;
+void realtime_release_held(realtime_t *rt, uint64_t batch, const err_t *failure) {
+    size_t n = rt->held_count, kept = 0;
     rt_session_t **sessions = xmalloc((n ? n : 1) * sizeof *sessions);
     size_t ns = 0;
     for (size_t i = 0; i < n; i++) {
         rt_call_t *c = rt->held[i];
+        if (c->hold_batch > batch) { /* waits for a later batch */
+            rt->held[kept++] = c;
+            continue;
+        }
         c->held = false;
         if (failure && !c->req) { /* a push about what was not saved */
             c->frame_len = 0;
@@ -342,7 +349,7 @@ void realtime_release_held(realtime_t *rt, const err_t *failure) {
             sessions[ns++] = c->session;
         }
     }
-    rt->held_count = 0;
+    rt->held_count = kept;
     /* Each session once: draining may free a session whose connection is gone. */
     for (size_t i = 0; i < ns; i++) {
         sessions[i]->marked = false;

@@ -42,11 +42,12 @@ realtime_t *realtime_new(uv_loop_t *loop, const realtime_config_t *cfg);
 void realtime_free(realtime_t *rt);
 /* Registers the handler for one operation type, e.g. "store.get". */
 void realtime_register(realtime_t *rt, const char *type, rt_handler_fn fn, void *udata);
-/* Holding answers until a group commit: while is_open(udata) is true, answers are
- * kept back (in order) instead of being sent; realtime_release_held() sends them after
- * the commit, or replaces each with `failure` when the commit failed. */
-void realtime_set_hold(realtime_t *rt, bool (*is_open)(void *udata), void *udata);
-void realtime_release_held(realtime_t *rt, const err_t *failure);
+/* Holding answers until a group commit: while pending(udata) gives a batch number (not
+ * 0), answers are kept back (in order) instead of being sent, marked with it;
+ * realtime_release_held() sends those of batches up to `batch` after their commit, or
+ * replaces each with `failure` when the commit failed. */
+void realtime_set_hold(realtime_t *rt, uint64_t (*pending)(void *udata), void *udata);
+void realtime_release_held(realtime_t *rt, uint64_t batch, const err_t *failure);
 /* Runs after every request has been answered (subscription flushing). */
 void realtime_after_request(realtime_t *rt, void (*fn)(void *udata), void *udata);
 /* The callbacks to give server_new, with the realtime_t as their udata. */

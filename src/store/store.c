@@ -425,15 +425,20 @@ static int refuse_if_batch_failed(const store_t *st, err_t *err) {
     return -1;
 }
 
+/* Opens the next batch: its BEGIN runs on the database's writer thread when there is one. */
+static int batch_begin(store_t *st, err_t *err) {
+    if (db_begin_queued(st->db, err) < 0) return -1;
+    st->batch_open = true;
+    st->batch_seq++;
+    return 0;
+}
+
 static int tx_begin(store_t *st, bool undoable, err_t *err) {
     changes_reset(st);
     if (refuse_if_batch_failed(st, err) < 0) return -1;
     st->tx_active = true; /* until tx_commit or tx_abort */
     if (!st->group_commit) return db_begin(st->db, err);
-    if (!st->batch_open) {
-        if (db_begin(st->db, err) < 0) return -1;
-        st->batch_open = true;
-    }
+    if (!st->batch_open && batch_begin(st, err) < 0) return -1;
     st->undo_mode = undoable;
     return undoable ? 0 : db_savepoint(st->db, err);
 }
@@ -507,9 +512,7 @@ void store_set_group_commit(store_t *st, bool on) { st->group_commit = on; }
 int store_write_begin(store_t *st, err_t *err) {
     if (refuse_if_batch_failed(st, err) < 0) return -1;
     if (!st->group_commit || st->batch_open || db_in_transaction(st->db)) return 0;
-    if (db_begin(st->db, err) < 0) return -1;
-    st->batch_open = true;
-    return 0;
+    return batch_begin(st, err);
 }
 
 void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata) {
@@ -519,7 +522,79 @@ void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata) {
 /* A failed batch counts as open until store_batch_commit has reported it. */
 bool store_batch_open(const store_t *st) { return st->batch_open || st->batch_failed; }
 
+uint64_t store_batch_pending(const store_t *st) {
+    if (st->batch_open || st->batch_failed) return st->batch_seq;
+    return st->ncommitting ? st->committing[st->ncommitting - 1].seq : 0;
+}
+
+void store_on_commit_done(store_t *st, void (*notify)(void *udata), void *udata) {
+    db_set_notify(st->db, notify, udata);
+}
+
+/* Offers each write's change set of a committed batch to the listeners, in order,
+ * then frees the batch. Listeners may write again, which opens the next batch. */
+static void batch_offer(store_t *st, changes_t *mine, size_t *bounds, size_t nb, bool committed) {
+    if (committed) {
+        size_t start = 0;
+        for (size_t i = 0; i < nb; i++) {
+            if (bounds[i] > start) { /* (no items at all when no listener wanted a change) */
+                store_changeset_t cs = {mine->items + start, bounds[i] - start};
+                for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
+            }
+            start = bounds[i];
+        }
+    }
+    changes_free_items(mine);
+    free(mine->items);
+    free(bounds);
+}
+
+void store_batch_poll(store_t *st) {
+    uint64_t seq;
+    int rc;
+    err_t err = ERR_INIT;
+    while (st->ncommitting && db_completed(st->db, &seq, &rc, &err)) {
+        struct committing c = st->committing[0];
+        memmove(st->committing, st->committing + 1, --st->ncommitting * sizeof *st->committing);
+        if (c.seq != seq)
+            log_error("store.commit_out_of_order", "batch=%llu reported=%llu", (unsigned long long)c.seq,
+                      (unsigned long long)seq);
+        if (rc < 0) {
+            cache_clear(st); /* it may hold records the batch wrote */
+            rowids_forget(st);
+            /* The open batch was built on this one, and its writes are lost with it. */
+            if (st->batch_open) batch_fail(st, "an earlier batch failed");
+        }
+        if (st->on_commit) st->on_commit(st->on_commit_udata, c.seq, rc, &err);
+        batch_offer(st, &c.changes, c.bounds, c.nb, rc == 0);
+        err_clear(&err);
+    }
+}
+
+/* Waits for the batches the writer thread commits and reports them. */
+static void batch_settle(store_t *st) {
+    if (!st->ncommitting) return;
+    db_drain(st->db);
+    store_batch_poll(st);
+}
+
+int store_batch_commit_queued(store_t *st, err_t *err) {
+    if (!st->batch_open || st->batch_failed || !db_queues_transactions(st->db)) return store_batch_commit(st, err);
+    st->batch_open = false;
+    if (st->ncommitting == st->committing_cap) {
+        st->committing_cap = st->committing_cap ? st->committing_cap * 2 : 8;
+        st->committing = xrealloc(st->committing, st->committing_cap * sizeof *st->committing);
+    }
+    st->committing[st->ncommitting++] = (struct committing){st->batch_seq, st->batch, st->bounds, st->bound_count};
+    memset(&st->batch, 0, sizeof st->batch);
+    st->bounds = NULL;
+    st->bound_count = st->bound_cap = 0;
+    db_commit_queued(st->db, st->batch_seq);
+    return 0;
+}
+
 int store_batch_commit(store_t *st, err_t *err) {
+    batch_settle(st); /* batches are reported in order */
     if (!st->batch_open && !st->batch_failed) return 0;
     bool failed = st->batch_failed; /* already rolled back by batch_fail */
     st->batch_open = false;
@@ -540,22 +615,8 @@ int store_batch_commit(store_t *st, err_t *err) {
         cache_clear(st); /* it may hold records the batch wrote */
         rowids_forget(st);
     }
-    if (st->on_commit) st->on_commit(st->on_commit_udata, rc, err);
-    if (rc == 0) {
-        /* One change set per write, in commit order. Listeners may write again, which
-         * opens the next batch. */
-        size_t start = 0;
-        for (size_t i = 0; i < nb; i++) {
-            if (bounds[i] > start) { /* (no items at all when no listener wanted a change) */
-                store_changeset_t cs = {mine.items + start, bounds[i] - start};
-                for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
-            }
-            start = bounds[i];
-        }
-    }
-    changes_free_items(&mine);
-    free(mine.items);
-    free(bounds);
+    if (st->on_commit) st->on_commit(st->on_commit_udata, st->batch_seq, rc, err);
+    batch_offer(st, &mine, bounds, nb, rc == 0); /* one change set per write, in commit order */
     return rc;
 }
 
@@ -2171,6 +2232,7 @@ void store_close(store_t *st) {
     changes_free_items(&st->batch);
     free(st->batch.items);
     free(st->bounds);
+    free(st->committing);
     listener_t *l = st->listeners;
     while (l) {
         listener_t *next = l->next;

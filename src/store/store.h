@@ -80,8 +80,9 @@ db_t *store_db(store_t *st);
 void store_set_group_commit(store_t *st, bool on);
 /* Called after every group commit, wherever it happens (the loop's turn, or a bucket
  * definition that commits the batch first), before the change sets go to the
- * listeners: rc 0, or -1 with err when the batch was undone. */
-typedef void (*store_commit_fn)(void *udata, int rc, const err_t *err);
+ * listeners: the batch's number (see store_batch_pending), rc 0, or -1 with err when
+ * the batch was undone. Batches are reported in order. */
+typedef void (*store_commit_fn)(void *udata, uint64_t batch, int rc, const err_t *err);
 void store_on_batch_commit(store_t *st, store_commit_fn fn, void *udata);
 /* For modules that write their own tables in the store's database (the rules engine's
  * facts and event log): joins the group commit, opening the batch when needed, so the
@@ -93,6 +94,17 @@ int store_write_begin(store_t *st, err_t *err);
  * and the commit callback gets -1, and until then every write is refused. */
 bool store_batch_open(const store_t *st);
 int store_batch_commit(store_t *st, err_t *err);
+/* The same without waiting for the commit, when the database has a writer thread
+ * (otherwise it is store_batch_commit): the COMMIT is queued and the next batch may
+ * open at once, built on this one. store_batch_poll reports the outcomes, in order; the
+ * database calls `notify` (store_on_commit_done, from its writer thread) when one is
+ * ready. A batch that fails takes every batch built on it down with it. */
+int store_batch_commit_queued(store_t *st, err_t *err);
+void store_on_commit_done(store_t *st, void (*notify)(void *udata), void *udata);
+void store_batch_poll(store_t *st);
+/* The number of the newest batch not yet reported (open, failed or committing), 0 when
+ * there is none: an answer that may have read what it wrote waits for that batch. */
+uint64_t store_batch_pending(const store_t *st);
 
 /* Ends the shared read transaction (db_idle); the loop calls it once per turn. */
 void store_idle(store_t *st);

@@ -67,6 +67,15 @@ struct store {
     size_t bound_count, bound_cap;
     store_commit_fn on_commit;
     void *on_commit_udata;
+    uint64_t batch_seq;   /* the number of the newest batch (from 1) */
+    /* Batches whose COMMIT the database's writer thread runs (store_batch_commit_queued),
+     * oldest first, waiting for their outcome (store_batch_poll). */
+    struct committing {
+        uint64_t seq;
+        changes_t changes;
+        size_t *bounds, nb;
+    } *committing;
+    size_t ncommitting, committing_cap;
     bool tx_active;       /* a write (one operation or a transaction) is running */
     size_t cache_entries; /* records held by all buckets' caches */
     size_t cache_bytes;   /* and their text */

@@ -1,5 +1,6 @@
 /* Group commit: writes share one database transaction until store_batch_commit. */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,10 +138,17 @@ Test(group_commit, redefining_a_bucket_commits_the_batch_first) {
 }
 
 static int commit_rc = 1;
-static void on_commit(void *udata, int rc, const err_t *err) {
+static uint64_t commit_batches[16]; /* the batches reported, in order, and their outcome */
+static int commit_rcs[16];
+static size_t ncommit_batches;
+static void on_commit(void *udata, uint64_t batch, int rc, const err_t *err) {
     (void)udata;
     (void)err;
     commit_rc = rc;
+    if (ncommit_batches < 16) {
+        commit_rcs[ncommit_batches] = rc;
+        commit_batches[ncommit_batches++] = batch;
+    }
 }
 
 /* A failed write is undone by writing its rows back (no savepoint). When that cannot be
@@ -386,4 +394,119 @@ Test(group_commit, a_queued_insert_that_fails_fails_the_whole_batch) {
     cr_assert_eq(commit_rc, 0);
     stored_ids(ids, sizeof ids);
     cr_assert_str_eq(ids, "a:1,c:1");
+}
+
+static atomic_int notified;
+static void count_notify(void *udata) {
+    (void)udata;
+    atomic_fetch_add(&notified, 1);
+}
+
+/* Polls for queued commits' outcomes until `n` batches were reported (or 5 s). */
+static void wait_reported(size_t n) {
+    for (int i = 0; i < 5000 && ncommit_batches < n; i++) {
+        store_batch_poll(st);
+        if (ncommit_batches < n) usleep(1000);
+    }
+    cr_assert_eq(ncommit_batches, n, "%zu batches reported, not %zu", ncommit_batches, n);
+}
+
+/* A queued commit runs on the database's writer thread: the next batch opens at once,
+ * answers wait for the newest batch, and outcomes are reported in order. */
+Test(group_commit, queued_commits_are_reported_in_order) {
+    ncommit_batches = 0;
+    store_on_batch_commit(st, on_commit, NULL);
+    store_on_commit_done(st, count_notify, NULL);
+    atomic_store(&notified, 0);
+    err_t err = ERR_INIT;
+    cr_assert_eq(store_batch_pending(st), 0);
+    store_write_t w1[] = {{"insert", "items", NULL, item("k1", 1), true}};
+    cr_assert_eq(store_write_all(st, w1, 1, &err), 0, "%s", err.msg);
+    uint64_t first = store_batch_pending(st);
+    cr_assert_gt(first, 0);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    cr_assert_not(store_batch_open(st));
+    cr_assert_eq(store_batch_pending(st), first, "the committing batch holds answers back");
+    store_write_t w2[] = {{"update", "items", "k1", json_loads("{\"n\":2}", 0, NULL), false},
+                          {"insert", "items", NULL, item("k2", 1), true}};
+    cr_assert_eq(store_write_all(st, w2, 2, &err), 0, "the next batch is built on it: %s", err.msg);
+    cr_assert_eq(store_batch_pending(st), first + 1);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    wait_reported(2);
+    cr_assert_eq(commit_batches[0], first);
+    cr_assert_eq(commit_batches[1], first + 1);
+    cr_assert_eq(commit_rcs[0], 0);
+    cr_assert_eq(commit_rcs[1], 0);
+    cr_assert_geq(atomic_load(&notified), 1, "the writer thread said so");
+    cr_assert_eq(store_batch_pending(st), 0);
+    cr_assert_eq(sets_seen, 2, "change sets offered after each commit");
+    char ids[256];
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "k1:2,k2:1");
+    store_on_commit_done(st, NULL, NULL);
+}
+
+/* A queued batch that fails takes the batches queued after it down too (they were built
+ * on it); once its outcome is taken, the next batch works. */
+Test(group_commit, a_failed_queued_commit_fails_the_batches_built_on_it) {
+    ncommit_batches = 0;
+    store_on_batch_commit(st, on_commit, NULL);
+    err_t err = ERR_INIT;
+    store_write_t w1[] = {{"insert", "items", NULL, item("a", 1), true}};
+    cr_assert_eq(store_write_all(st, w1, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    store_write_t w2[] = {{"insert", "items", NULL, item("a", 2), true}}; /* collides at the writer */
+    cr_assert_eq(store_write_all(st, w2, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    store_write_t w3[] = {{"insert", "items", NULL, item("b", 1), true}};
+    cr_assert_eq(store_write_all(st, w3, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    wait_reported(3);
+    cr_assert_eq(commit_rcs[0], 0);
+    cr_assert_eq(commit_rcs[1], -1);
+    cr_assert_eq(commit_rcs[2], -1, "built on the failed batch");
+    cr_assert_eq(sets_seen, 1);
+    char ids[256];
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:1");
+    store_write_t w4[] = {{"insert", "items", NULL, item("c", 1), true}};
+    cr_assert_eq(store_write_all(st, w4, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    wait_reported(4);
+    cr_assert_eq(commit_rcs[3], 0);
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:1,c:1");
+}
+
+/* A batch still open when an earlier one's failure is heard of fails as well, and writes
+ * wait for its report; a synchronous commit reports the queued batches first. */
+Test(group_commit, the_open_batch_fails_with_the_queued_one_it_was_built_on) {
+    ncommit_batches = 0;
+    store_on_batch_commit(st, on_commit, NULL);
+    err_t err = ERR_INIT;
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"a\",\"n\":1}}", &err), 0);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    store_write_t w1[] = {{"insert", "items", NULL, item("a", 2), true}};
+    cr_assert_eq(store_write_all(st, w1, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit_queued(st, &err), 0, "%s", err.msg);
+    store_write_t w2[] = {{"insert", "items", NULL, item("b", 1), true}};
+    cr_assert_eq(store_write_all(st, w2, 1, &err), 0, "%s", err.msg);
+    cr_assert(store_batch_open(st));
+    wait_reported(2); /* the failed one */
+    cr_assert_eq(commit_rcs[1], -1);
+    cr_assert(store_batch_open(st), "the open batch waits to be reported failed");
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"x\",\"n\":1}}", &err), -1);
+    cr_assert_eq(err.code, ERR_INTERNAL, "writes are refused until then");
+    err_clear(&err);
+    cr_assert_eq(store_batch_commit(st, &err), -1);
+    err_clear(&err);
+    cr_assert_eq(ncommit_batches, 3);
+    cr_assert_eq(commit_rcs[2], -1);
+    char ids[256];
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:1");
+    cr_assert_eq(run("insert", "{\"bucket\":\"items\",\"data\":{\"id\":\"b\",\"n\":1}}", &err), 0, "%s", err.msg);
+    cr_assert_eq(store_batch_commit(st, &err), 0, "%s", err.msg);
+    stored_ids(ids, sizeof ids);
+    cr_assert_str_eq(ids, "a:1,b:1");
 }
