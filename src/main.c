@@ -84,11 +84,14 @@ static void on_commit_done(uv_async_t *h) {
     store_batch_poll(app->store);
 }
 
-/* Every group commit releases the answers held for it, as errors when it failed. */
+/* Every group commit releases the answers held for it, as errors when it failed, and
+ * sends them before the commit's listeners (rules, subscriptions) run: the clients
+ * waiting for them go on meanwhile. */
 static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *err) {
     app_t *app = udata;
     if (rc == 0) {
         realtime_release_held(app->rt, batch, NULL);
+        server_flush(app->server);
         return;
     }
     log_error("store.commit_failed", "error=\"%s\"", err->msg);
@@ -97,6 +100,7 @@ static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *er
     err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
     realtime_release_held(app->rt, batch, &e);
     err_clear(&e);
+    server_flush(app->server);
 }
 
 static void close_handle(uv_handle_t *h) {

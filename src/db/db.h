@@ -13,6 +13,7 @@
 #ifndef SHOPD_DB_DB_H
 #define SHOPD_DB_DB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,6 +78,10 @@ db_step_t db_step(db_stmt_t *st, err_t *err);
 db_stmt_t *db_prepare_queued(db_t *db, const char *sql, err_t *err);
 bool db_is_queued(const db_stmt_t *st);
 void db_submit(db_stmt_t *st, int expect_changes);
+/* The same for a write that may change any number of rows: the number it changed is
+ * added to *rows when it has run (by the writer thread: read *rows atomically, and
+ * after db_drain for an exact figure). */
+void db_submit_counting(db_stmt_t *st, atomic_llong *rows);
 /* Transactions through the writer thread, so that the caller goes on while one
  * commits: db_begin_queued opens one (it runs before the next op), db_commit_queued
  * ends it, and db_completed gives the outcomes of those commits back, in order, with

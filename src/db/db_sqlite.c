@@ -31,6 +31,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,7 @@ typedef struct db_op {
     uint64_t epoch;     /* the loop's epoch when it was queued */
     uint64_t tag;       /* OP_COMMIT: the caller's, given back by db_completed */
     int rc;             /* OP_COMMIT: 0, or -1 when the transaction was lost */
+    atomic_llong *rows; /* OP_WRITE: gets the rows it changed added (or NULL) */
     size_t nvals;
     db_val_t *vals;
     char *text;
@@ -171,6 +173,8 @@ struct db {
     bool read_open; /* a shared read transaction is open (until db_idle) */
     writer_t w;
     bool pending;            /* ops queued since the last drain (loop thread only) */
+    db_op_t *lhead, *ltail;  /* ops gathered, not yet handed to the writer (loop only) */
+    size_t lcount;
     uint64_t epoch;          /* ops queued now belong to it (loop thread only; from 1) */
     uint64_t logged_epoch;   /* the last failure logged */
     int active;              /* statements the loop thread is using (db_prepare … db_done) */
@@ -311,6 +315,7 @@ static void op_run(db_t *db, db_op_t *op) {
     else if (op->expect >= 0 && sqlite3_changes(db->conn) != op->expect)
         snprintf(msg, sizeof msg, "a queued write changed %d rows, not %d", sqlite3_changes(db->conn), op->expect);
     else msg[0] = 0;
+    if (!msg[0] && op->rows) atomic_fetch_add_explicit(op->rows, sqlite3_changes(db->conn), memory_order_relaxed);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (msg[0]) writer_fail(db, op, rc == SQLITE_DONE ? SQLITE_NOTFOUND : rc, msg);
@@ -371,6 +376,11 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+static db_op_t *w_last(db_op_t *op) {
+    while (op->next) op = op->next;
+    return op;
+}
+
 static void ops_free(db_op_t *op) {
     while (op) {
         db_op_t *next = op->next;
@@ -417,6 +427,10 @@ static void writer_drain(db_t *db) {
     w->queued = 0;
     w->done = NULL;
     pthread_mutex_unlock(&w->lock); /* the writer stays idle: only this thread wakes it */
+    if (op) w_last(op)->next = db->lhead; /* then the ops not handed over yet */
+    else op = db->lhead;
+    db->lhead = db->ltail = NULL;
+    db->lcount = 0;
     db->pending = false;
     ops_free(done);
     ops_free(ops_run(db, op, &last));
@@ -445,6 +459,8 @@ static void writer_stop(db_t *db) {
         w->running = false;
         ops_free(w->done);
         ops_free(w->completed); /* outcomes nobody asked for any more */
+        ops_free(db->lhead);
+        db->lhead = db->ltail = NULL;
         w->done = w->completed = w->completed_tail = NULL;
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->work);
@@ -455,22 +471,38 @@ static void writer_stop(db_t *db) {
 }
 
 /* Queues an op (taken) and wakes the writer when enough wait, or at once (`kick`). */
-static void writer_queue(db_t *db, db_op_t *op, bool kick) {
+/* Hands the ops gathered by the loop to the writer's queue, and wakes the writer if it
+ * is idle and the loop uses no statement. */
+static void writer_publish(db_t *db) {
     writer_t *w = &db->w;
-    op->next = NULL;
-    op->epoch = db->epoch;
-    db->pending = true;
     pthread_mutex_lock(&w->lock);
-    if (w->tail) w->tail->next = op;
-    else w->head = op;
-    w->tail = op;
-    bool full = ++w->queued >= WRITER_MAX_QUEUED;
-    if (kick || w->queued >= WRITER_KICK_AT) writer_kick_locked(db);
+    if (db->lhead) {
+        if (w->tail) w->tail->next = db->lhead;
+        else w->head = db->lhead;
+        w->tail = db->ltail;
+        w->queued += db->lcount;
+        db->lhead = db->ltail = NULL;
+        db->lcount = 0;
+    }
+    bool full = w->queued >= WRITER_MAX_QUEUED;
+    writer_kick_locked(db);
     db_op_t *done = w->done;
     w->done = NULL;
     pthread_mutex_unlock(&w->lock);
     ops_free(done);
     if (full) writer_drain(db);
+}
+
+/* Queues an op (taken). Ops are gathered on the loop's side and handed over
+ * WRITER_KICK_AT at a time (or at once: `now`), one lock and at most one wake-up each. */
+static void writer_queue(db_t *db, db_op_t *op, bool now) {
+    op->next = NULL;
+    op->epoch = db->epoch;
+    db->pending = true;
+    if (db->ltail) db->ltail->next = op;
+    else db->lhead = op;
+    db->ltail = op;
+    if (now || ++db->lcount >= WRITER_KICK_AT) writer_publish(db);
 }
 
 static int db_fail(db_t *db, err_t *err, const char *what) {
@@ -623,13 +655,14 @@ db_stmt_t *db_prepare_queued(db_t *db, const char *sql, err_t *err) {
 
 bool db_is_queued(const db_stmt_t *st) { return st->db->recording == st; }
 
-void db_submit(db_stmt_t *st, int expect_changes) {
+static void submit(db_stmt_t *st, int expect_changes, atomic_llong *rows) {
     db_t *db = st->db;
     size_t nv = db->rec_n * sizeof(db_val_t);
     db_op_t *op = xcalloc(1, sizeof *op + nv + db->rec_text.len);
     op->kind = OP_WRITE;
     op->stmt = st->stmt;
     op->expect = expect_changes;
+    op->rows = rows;
     op->nvals = db->rec_n;
     op->vals = (db_val_t *)(op + 1);
     op->text = (char *)op->vals + nv;
@@ -638,6 +671,9 @@ void db_submit(db_stmt_t *st, int expect_changes) {
     db->recording = NULL;
     writer_queue(db, op, false);
 }
+
+void db_submit(db_stmt_t *st, int expect_changes) { submit(st, expect_changes, NULL); }
+void db_submit_counting(db_stmt_t *st, atomic_llong *rows) { submit(st, -1, rows); }
 
 bool db_queues_transactions(const db_t *db) { return db->w.running; }
 
@@ -708,11 +744,6 @@ static void rec_text(db_t *db, int i, const char *s, size_t len) {
 void db_done(db_stmt_t *st) {
     if (!st) return;
     db_t *db = st->db;
-    if (--db->active == 0 && db->pending) {
-        pthread_mutex_lock(&db->w.lock);
-        writer_kick_locked(db);
-        pthread_mutex_unlock(&db->w.lock);
-    }
     if (st->cached) {
         sqlite3_reset(st->stmt);
         sqlite3_clear_bindings(st->stmt);
@@ -720,6 +751,8 @@ void db_done(db_stmt_t *st) {
         sqlite3_finalize(st->stmt);
         free(st);
     }
+    /* Only now may the writer use the connection again. */
+    if (--db->active == 0 && db->pending && db->w.running) writer_publish(db);
 }
 
 void db_bind_null(db_stmt_t *st, int i) {

@@ -284,10 +284,11 @@ static void conn_check_output_cap(conn_t *c) {
     }
 }
 
-static void on_flush_prepare(uv_prepare_t *h) {
-    server_t *s = h->data;
+void server_flush(server_t *s) {
     while (s->dirty) conn_flush(s->dirty); /* conn_flush removes it from the list */
 }
+
+static void on_flush_prepare(uv_prepare_t *h) { server_flush(h->data); }
 
 /* ---- WebSocket mode ---- */
 

@@ -57,6 +57,9 @@ int server_listen(server_t *s, int *port_out, char *errbuf, size_t errlen);
  * when no connection is left. */
 void server_shutdown(server_t *s, uint64_t grace_ms, void (*done)(void *arg), void *arg);
 bool server_is_shutting_down(const server_t *s);
+/* Writes out every connection's pending output now instead of before the loop next
+ * waits (answers released by a commit, before the commit's listeners run). */
+void server_flush(server_t *s);
 /* Closes the server's own handles (listener, timers); after shutdown is done. */
 void server_close_handles(server_t *s);
 /* Closes everything at once (a second signal). */

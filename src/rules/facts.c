@@ -64,9 +64,17 @@ static int count_facts(rules_t *r, err_t *err) {
     db_stmt_t *q = db_prepare(r->db, "SELECT count(*) FROM _shopd_facts", err);
     if (!q) return -1;
     db_step_t rc = db_step(q, err);
-    if (rc == DB_ROW) r->fact_count = (size_t)db_column_int(q, 0);
+    if (rc == DB_ROW) {
+        r->fact_count = (size_t)db_column_int(q, 0);
+        atomic_store(&r->facts_added, 0); /* (db_prepare has waited for every queued write) */
+    }
     db_done(q);
     return rc == DB_ROW ? 0 : -1;
+}
+
+size_t rules_fact_count(rules_t *r) {
+    db_drain(r->db); /* the inserts queued so far have counted what they added */
+    return r->fact_count + (size_t)atomic_load(&r->facts_added);
 }
 
 int rules_facts_load(rules_t *r, err_t *err) { return count_facts(r, err); }
@@ -114,17 +122,23 @@ static json_t *previous_for_rules(rules_t *r, const char *key) {
     return json_incref((json_t *)rules_fact_peek(r, key));
 }
 
-/* Runs `sql` (?1 key, ?2 value text, ?3 now) in the store's batch; *changed gets the
- * number of rows it changed. */
-static int fact_write(rules_t *r, const char *sql, const char *key, const buf_t *text, int *changed,
-                      err_t *err) {
+/* Runs `sql` (?1 key, ?2 value text, ?3 now) in the store's batch, adding the rows it
+ * changed to *rows (if given). `queued`: nobody needs the answer now, so the database's
+ * writer thread may run it; otherwise it runs at once and *changed gets that number. */
+static int fact_write(rules_t *r, const char *sql, const char *key, const buf_t *text, int64_t now, bool queued,
+                      atomic_llong *rows, int *changed, err_t *err) {
     if (store_write_begin(r->store, err) < 0) return -1;
-    db_stmt_t *q = db_prepare(r->db, sql, err);
+    db_stmt_t *q = queued ? db_prepare_queued(r->db, sql, err) : db_prepare(r->db, sql, err);
     if (!q) return -1;
     db_bind_text(q, 1, key, strlen(key));
     if (text) {
         db_bind_text(q, 2, text->data, text->len);
-        db_bind_int(q, 3, clock_now_ms());
+        db_bind_int(q, 3, now);
+    }
+    if (db_is_queued(q)) {
+        if (rows) db_submit_counting(q, rows);
+        else db_submit(q, -1);
+        return 0;
     }
     db_step_t st = db_step(q, err);
     db_done(q);
@@ -134,7 +148,8 @@ static int fact_write(rules_t *r, const char *sql, const char *key, const buf_t 
         err_set(err, ERR_INTERNAL, "Could not store the fact");
         return -1;
     }
-    *changed = db_changes(r->db);
+    if (rows) atomic_fetch_add(rows, db_changes(r->db));
+    if (changed) *changed = db_changes(r->db);
     return 0;
 }
 
@@ -171,18 +186,17 @@ int rules_set_fact(rules_t *r, const char *key, const json_t *value, buf_t *out,
         goto out;
     }
     previous = previous_for_rules(r, key);
-    /* Most facts are new (an order's status is set once before it changes): the insert
-     * goes first, the update only when the key was there. */
-    int changed;
-    if (fact_write(r, "INSERT OR IGNORE INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3)",
-                   key, &text, &changed, err) < 0)
+    /* Neither needs an answer, so the database's writer thread may run both: the insert
+     * counts the facts it adds, and the update changes a row only when the key was
+     * there before (a row the insert just wrote has this value and time already). */
+    int64_t now = clock_now_ms();
+    if (fact_write(r, "INSERT OR IGNORE INTO _shopd_facts(key, value, updated_at) VALUES (?1, ?2, ?3)", key,
+                   &text, now, true, &r->facts_added, NULL, err) < 0 ||
+        fact_write(r,
+                   "UPDATE _shopd_facts SET value = ?2, updated_at = ?3"
+                   " WHERE key = ?1 AND (value IS NOT ?2 OR updated_at IS NOT ?3)",
+                   key, &text, now, true, NULL, NULL, err) < 0)
         goto out;
-    if (changed) {
-        r->fact_count++;
-    } else if (fact_write(r, "UPDATE _shopd_facts SET value = ?2, updated_at = ?3 WHERE key = ?1", key,
-                          &text, &changed, err) < 0) {
-        goto out;
-    }
     json_t *copy = json_deep_copy(value);
     cache_put(r, key, json_incref(copy));
     if (out) {
@@ -211,7 +225,7 @@ int rules_delete_fact(rules_t *r, const char *key, buf_t *out, err_t *err) {
     if (key_check(key, err) < 0) return -1;
     json_t *previous = previous_for_rules(r, key);
     int changed;
-    if (fact_write(r, "DELETE FROM _shopd_facts WHERE key = ?1", key, NULL, &changed, err) < 0) {
+    if (fact_write(r, "DELETE FROM _shopd_facts WHERE key = ?1", key, NULL, 0, false, NULL, &changed, err) < 0) {
         json_decref(previous);
         return -1;
     }

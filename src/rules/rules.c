@@ -329,7 +329,7 @@ void rules_stats(rules_t *r, buf_t *out) {
                "{\"rulesCount\":%zu,\"enabledRulesCount\":%zu,\"factsCount\":%zu,"
                "\"eventsProcessed\":%llu,\"eventsEmitted\":%llu,\"rulesFired\":%llu,"
                "\"actionsFailed\":%llu,\"subscriptions\":%zu}",
-               r->rule_count, r->enabled_count, r->fact_count,
+               r->rule_count, r->enabled_count, rules_fact_count(r),
                (unsigned long long)c->events_processed, (unsigned long long)c->events_emitted,
                (unsigned long long)c->rules_fired, (unsigned long long)c->actions_failed,
                r->sub_count);

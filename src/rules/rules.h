@@ -84,6 +84,8 @@ const json_t *rules_fact_peek(rules_t *r, const char *key);
 /* Empties the fact cache and counts the facts again: for after a failed group commit,
  * which undid fact writes the cache had taken. */
 void rules_facts_forget(rules_t *r);
+/* How many facts there are (factsCount; waits for the writes queued so far). */
+size_t rules_fact_count(rules_t *r);
 
 /* ---- rules ---- */
 
