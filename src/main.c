@@ -29,6 +29,12 @@
 #include "store/store.h"
 #include "store/subs.h"
 
+/* A group commit of fewer writes than this is committed by the loop itself (see
+ * on_subs_prepare): its answers leave in the same turn. With 1 000 subscribers to an
+ * event, handing every commit to the writer thread put the emitter's answer behind the
+ * next turn's pushes (round trip p50 0.7 → 24 ms); with this, 0.7 ms as before. */
+#define SMALL_BATCH 32
+
 typedef struct {
     uv_loop_t *loop;
     config_t *cfg;
@@ -61,12 +67,19 @@ static void flush_subscriptions(void *udata) { subs_flush(udata); }
  * did not come from a realtime request, then the end of the shared read transaction. */
 static void on_subs_prepare(uv_prepare_t *h) {
     app_t *app = h->data;
-    /* The group commit of this turn's writes: the database's writer thread commits it
-     * while the loop goes on (on_commit_done reports it, releasing its answers), then the
-     * pushes. Listeners of a commit (rules) may write again: the next turn commits that. */
-    if (store_batch_open(app->store)) {
-        err_t e = ERR_INIT;
-        store_batch_commit_queued(app->store, &e); /* a failure is reported to on_batch_commit */
+    /* The group commit of this turn's writes, then the pushes. A busy turn's batch is
+     * committed by the database's writer thread while the loop goes on (on_commit_done
+     * reports it, releasing its answers); a small one by the loop itself, so that its
+     * answers leave in this turn instead of waiting for the next. Listeners of a commit
+     * (rules) may write again: a commit here settles that, the next turn otherwise. */
+    for (int round = 0; round < 8 && store_batch_open(app->store); round++) {
+        err_t e = ERR_INIT; /* a failure is reported to on_batch_commit */
+        if (store_batch_writes(app->store) >= SMALL_BATCH) {
+            store_batch_commit_queued(app->store, &e);
+            err_clear(&e);
+            break;
+        }
+        store_batch_commit(app->store, &e);
         err_clear(&e);
     }
     subs_flush(app->subs);

@@ -527,6 +527,8 @@ uint64_t store_batch_pending(const store_t *st) {
     return st->ncommitting ? st->committing[st->ncommitting - 1].seq : 0;
 }
 
+size_t store_batch_writes(const store_t *st) { return st->batch_open ? st->bound_count : 0; }
+
 void store_on_commit_done(store_t *st, void (*notify)(void *udata), void *udata) {
     db_set_notify(st->db, notify, udata);
 }

@@ -105,6 +105,8 @@ void store_batch_poll(store_t *st);
 /* The number of the newest batch not yet reported (open, failed or committing), 0 when
  * there is none: an answer that may have read what it wrote waits for that batch. */
 uint64_t store_batch_pending(const store_t *st);
+/* The writes the open batch holds. */
+size_t store_batch_writes(const store_t *st);
 
 /* Ends the shared read transaction (db_idle); the loop calls it once per turn. */
 void store_idle(store_t *st);
