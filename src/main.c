@@ -50,6 +50,7 @@ typedef struct {
     uv_prepare_t log_flush;
     uv_prepare_t subs_flush;
     uv_async_t commit_done; /* the database's writer thread has committed a batch */
+    bool reporting;         /* on_commit_done is reporting the writer's commits */
     int signals_seen;
 } app_t;
 
@@ -94,17 +95,21 @@ static void commit_notify(void *udata) { uv_async_send(udata); }
 
 static void on_commit_done(uv_async_t *h) {
     app_t *app = h->data;
+    app->reporting = true;
     store_batch_poll(app->store);
+    app->reporting = false;
 }
 
-/* Every group commit releases the answers held for it, as errors when it failed, and
- * sends them before the commit's listeners (rules, subscriptions) run: the clients
- * waiting for them go on meanwhile. */
+/* Every group commit releases the answers held for it, as errors when it failed. After
+ * a commit of the writer thread they are sent at once, before the commit's listeners
+ * (rules, subscriptions) run: the clients waiting for them go on meanwhile. (A commit
+ * made by the loop is followed by the server's own flush, and one made inside a request
+ * handler must not write to the connection being read.) */
 static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *err) {
     app_t *app = udata;
     if (rc == 0) {
         realtime_release_held(app->rt, batch, NULL);
-        server_flush(app->server);
+        if (app->reporting) server_flush(app->server);
         return;
     }
     log_error("store.commit_failed", "error=\"%s\"", err->msg);
@@ -113,7 +118,7 @@ static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *er
     err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
     realtime_release_held(app->rt, batch, &e);
     err_clear(&e);
-    server_flush(app->server);
+    if (app->reporting) server_flush(app->server);
 }
 
 static void close_handle(uv_handle_t *h) {

@@ -273,11 +273,13 @@ static void checkpointer_stop(db_t *db) {
  * the connection is clean for the next epoch's BEGIN. */
 static void writer_fail(db_t *db, const db_op_t *op, int rc, const char *msg) {
     writer_t *w = &db->w;
+    char copy[sizeof w->fail_msg]; /* msg may be SQLite's, which the ROLLBACK replaces */
+    snprintf(copy, sizeof copy, "%s", msg);
     if (!sqlite3_get_autocommit(db->conn)) sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_lock(&w->lock);
     w->failed_epoch = op->epoch;
     w->fail_rc = rc;
-    snprintf(w->fail_msg, sizeof w->fail_msg, "%s", msg);
+    memcpy(w->fail_msg, copy, sizeof copy);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -470,7 +472,6 @@ static void writer_stop(db_t *db) {
     buf_cleanup(&db->rec_text);
 }
 
-/* Queues an op (taken) and wakes the writer when enough wait, or at once (`kick`). */
 /* Hands the ops gathered by the loop to the writer's queue, and wakes the writer if it
  * is idle and the loop uses no statement. */
 static void writer_publish(db_t *db) {
