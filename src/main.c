@@ -50,7 +50,7 @@ typedef struct {
     uv_prepare_t log_flush;
     uv_prepare_t subs_flush;
     uv_async_t commit_done; /* the database's writer thread has committed a batch */
-    bool reporting;         /* on_commit_done is reporting the writer's commits */
+    bool flush_answers;     /* commits are reported outside any request: send at once */
     int signals_seen;
 } app_t;
 
@@ -73,6 +73,7 @@ static void on_subs_prepare(uv_prepare_t *h) {
      * reports it, releasing its answers); a small one by the loop itself, so that its
      * answers leave in this turn instead of waiting for the next. Listeners of a commit
      * (rules) may write again: a commit here settles that, the next turn otherwise. */
+    app->flush_answers = true;
     for (int round = 0; round < 8 && store_batch_open(app->store); round++) {
         err_t e = ERR_INIT; /* a failure is reported to on_batch_commit */
         if (store_batch_writes(app->store) >= SMALL_BATCH) {
@@ -83,6 +84,7 @@ static void on_subs_prepare(uv_prepare_t *h) {
         store_batch_commit(app->store, &e);
         err_clear(&e);
     }
+    app->flush_answers = false;
     subs_flush(app->subs);
     store_idle(app->store);
 }
@@ -95,21 +97,22 @@ static void commit_notify(void *udata) { uv_async_send(udata); }
 
 static void on_commit_done(uv_async_t *h) {
     app_t *app = h->data;
-    app->reporting = true;
+    app->flush_answers = true;
     store_batch_poll(app->store);
-    app->reporting = false;
+    app->flush_answers = false;
 }
 
-/* Every group commit releases the answers held for it, as errors when it failed. After
- * a commit of the writer thread they are sent at once, before the commit's listeners
- * (rules, subscriptions) run: the clients waiting for them go on meanwhile. (A commit
- * made by the loop is followed by the server's own flush, and one made inside a request
- * handler must not write to the connection being read.) */
+/* Every group commit releases the answers held for it, as errors when it failed, and
+ * sends them at once, before the commit's listeners (rules, subscriptions) run: the
+ * clients waiting for them go on meanwhile, and a writer's answer does not wait behind
+ * the pushes its write causes (1 000 subscribers: 9–15 ms). Not for a commit made inside
+ * a request handler (a bucket definition commits the batch first): the connection
+ * being read is not written to from there; the server's flush sends those answers. */
 static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *err) {
     app_t *app = udata;
     if (rc == 0) {
         realtime_release_held(app->rt, batch, NULL);
-        if (app->reporting) server_flush(app->server);
+        if (app->flush_answers) server_flush(app->server);
         return;
     }
     log_error("store.commit_failed", "error=\"%s\"", err->msg);
@@ -118,7 +121,7 @@ static void on_batch_commit(void *udata, uint64_t batch, int rc, const err_t *er
     err_set(&e, ERR_INTERNAL, "The write could not be saved; nothing was changed");
     realtime_release_held(app->rt, batch, &e);
     err_clear(&e);
-    if (app->reporting) server_flush(app->server);
+    if (app->flush_answers) server_flush(app->server);
 }
 
 static void close_handle(uv_handle_t *h) {
