@@ -20,7 +20,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const BIN = process.env.SHOPD_BIN
   ? path.resolve(process.env.SHOPD_BIN)
   : path.join(ROOT, 'build/shopd');
-export const IS_ASAN = /asan|sanitiz/i.test(BIN) || process.env.SHOPD_ASAN === '1';
+export const IS_ASAN = /asan|tsan|sanitiz/i.test(BIN) || process.env.SHOPD_ASAN === '1';
 /* Startup of a sanitizer build is several times slower; the listening line still has
  * to come, just later. */
 export const STARTUP_MS = Number(process.env.SHOPD_STARTUP_MS) || (IS_ASAN ? 20000 : 5000);
@@ -28,7 +28,7 @@ export const STARTUP_MS = Number(process.env.SHOPD_STARTUP_MS) || (IS_ASAN ? 200
 export const SLACK_MS = IS_ASAN ? 1500 : 500;
 export const VERSION = fs.readFileSync(path.join(ROOT, 'VERSION'), 'utf8').trim();
 
-const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)Sanitizer/;
+const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer/;
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
