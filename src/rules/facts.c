@@ -74,7 +74,7 @@ static int count_facts(rules_t *r, err_t *err) {
 
 size_t rules_fact_count(rules_t *r) {
     db_drain(r->db); /* the inserts queued so far have counted what they added */
-    return r->fact_count + (size_t)atomic_load(&r->facts_added);
+    return (size_t)((long long)r->fact_count + atomic_load(&r->facts_added));
 }
 
 int rules_facts_load(rules_t *r, err_t *err) { return count_facts(r, err); }
@@ -148,8 +148,9 @@ static int fact_write(rules_t *r, const char *sql, const char *key, const buf_t 
         err_set(err, ERR_INTERNAL, "Could not store the fact");
         return -1;
     }
-    if (rows) atomic_fetch_add(rows, db_changes(r->db));
-    if (changed) *changed = db_changes(r->db);
+    int n = db_changes(r->db);
+    if (rows) atomic_fetch_add(rows, n);
+    if (changed) *changed = n;
     return 0;
 }
 
@@ -232,7 +233,7 @@ int rules_delete_fact(rules_t *r, const char *key, buf_t *out, err_t *err) {
     cache_put(r, key, ABSENT);
     if (out) buf_append_str(out, changed ? "{\"deleted\":true}" : "{\"deleted\":false}");
     if (changed) {
-        r->fact_count--;
+        atomic_fetch_sub(&r->facts_added, 1); /* (fact_count stays what was counted) */
         fact_changed(r, key, NULL, previous);
     }
     json_decref(previous);

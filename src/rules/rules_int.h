@@ -112,7 +112,7 @@ struct rules {
     strmap_t facts;    /* the fact cache (facts.c): key → json_t * (owned, never modified
                         * in place), or a mark for a key without a fact */
     size_t fact_count; /* rows in _shopd_facts when last counted, */
-    atomic_llong facts_added; /* and the rows queued inserts have added since (rules_fact_count) */
+    atomic_llong facts_added; /* and the rows added (less those deleted) since (rules_fact_count) */
 
     uint64_t next_event; /* n of the next evt-<n> */
     size_t since_prune;

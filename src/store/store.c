@@ -234,9 +234,11 @@ static void cache_clear(store_t *st) {
     st->cache_bytes = 0;
 }
 
-/* After a failed batch: the row ids queued inserts took are read again, in case
- * another process wrote rows meanwhile (the failure may have been its row id). */
-static void rowids_forget(store_t *st) {
+/* A batch's writes were rolled back: the cache may hold records it wrote, and the row
+ * ids its queued inserts took are read again, in case another process wrote rows
+ * meanwhile (the failure may have been its row id). */
+static void writes_lost(store_t *st) {
+    cache_clear(st);
     size_t it = 0;
     void *v;
     while (strmap_next(&st->buckets, &it, NULL, &v)) ((bucket_t *)v)->next_rowid = 0;
@@ -466,8 +468,7 @@ static void batch_fail(store_t *st, const char *why) {
     db_rollback(st->db); /* also when SQLite has rolled back already: the db forgets it */
     st->batch_open = false;
     st->batch_failed = true;
-    cache_clear(st); /* it may hold records the batch wrote */
-    rowids_forget(st);
+    writes_lost(st);
 }
 
 static int tx_commit(store_t *st, err_t *err) {
@@ -533,22 +534,31 @@ void store_on_commit_done(store_t *st, void (*notify)(void *udata), void *udata)
     db_set_notify(st->db, notify, udata);
 }
 
+/* Takes the open batch's change sets out of the store, for its commit. */
+static struct committing batch_take(store_t *st) {
+    struct committing c = {st->batch_seq, st->batch, st->bounds, st->bound_count};
+    memset(&st->batch, 0, sizeof st->batch);
+    st->bounds = NULL;
+    st->bound_count = st->bound_cap = 0;
+    return c;
+}
+
 /* Offers each write's change set of a committed batch to the listeners, in order,
  * then frees the batch. Listeners may write again, which opens the next batch. */
-static void batch_offer(store_t *st, changes_t *mine, size_t *bounds, size_t nb, bool committed) {
+static void batch_offer(store_t *st, struct committing *c, bool committed) {
     if (committed) {
         size_t start = 0;
-        for (size_t i = 0; i < nb; i++) {
-            if (bounds[i] > start) { /* (no items at all when no listener wanted a change) */
-                store_changeset_t cs = {mine->items + start, bounds[i] - start};
+        for (size_t i = 0; i < c->nb; i++) {
+            if (c->bounds[i] > start) { /* (no items at all when no listener wanted a change) */
+                store_changeset_t cs = {c->changes.items + start, c->bounds[i] - start};
                 for (listener_t *l = st->listeners; l; l = l->next) l->fn(l->udata, &cs);
             }
-            start = bounds[i];
+            start = c->bounds[i];
         }
     }
-    changes_free_items(mine);
-    free(mine->items);
-    free(bounds);
+    changes_free_items(&c->changes);
+    free(c->changes.items);
+    free(c->bounds);
 }
 
 void store_batch_poll(store_t *st) {
@@ -561,14 +571,11 @@ void store_batch_poll(store_t *st) {
         if (c.seq != seq)
             log_error("store.commit_out_of_order", "batch=%llu reported=%llu", (unsigned long long)c.seq,
                       (unsigned long long)seq);
-        if (rc < 0) {
-            cache_clear(st); /* it may hold records the batch wrote */
-            rowids_forget(st);
-            /* The open batch was built on this one, and its writes are lost with it. */
-            if (st->batch_open) batch_fail(st, "an earlier batch failed");
-        }
+        /* The open batch was built on this one, and its writes are lost with it. */
+        if (rc < 0 && st->batch_open) batch_fail(st, "an earlier batch failed");
+        else if (rc < 0) writes_lost(st);
         if (st->on_commit) st->on_commit(st->on_commit_udata, c.seq, rc, &err);
-        batch_offer(st, &c.changes, c.bounds, c.nb, rc == 0);
+        batch_offer(st, &c, rc == 0);
         err_clear(&err);
     }
 }
@@ -587,10 +594,7 @@ int store_batch_commit_queued(store_t *st, err_t *err) {
         st->committing_cap = st->committing_cap ? st->committing_cap * 2 : 8;
         st->committing = xrealloc(st->committing, st->committing_cap * sizeof *st->committing);
     }
-    st->committing[st->ncommitting++] = (struct committing){st->batch_seq, st->batch, st->bounds, st->bound_count};
-    memset(&st->batch, 0, sizeof st->batch);
-    st->bounds = NULL;
-    st->bound_count = st->bound_cap = 0;
+    st->committing[st->ncommitting++] = batch_take(st);
     db_commit_queued(st->db, st->batch_seq);
     return 0;
 }
@@ -601,24 +605,16 @@ int store_batch_commit(store_t *st, err_t *err) {
     bool failed = st->batch_failed; /* already rolled back by batch_fail */
     st->batch_open = false;
     st->batch_failed = false;
-    changes_t mine = st->batch;
-    size_t *bounds = st->bounds;
-    size_t nb = st->bound_count;
-    memset(&st->batch, 0, sizeof st->batch);
-    st->bounds = NULL;
-    st->bound_count = st->bound_cap = 0;
+    struct committing c = batch_take(st);
     int rc;
     if (failed) {
-        db_rollback(st->db);
         err_set(err, ERR_INTERNAL, "Database error");
         rc = -1;
-    } else if ((rc = db_commit(st->db, err)) < 0) {
-        db_rollback(st->db);
-        cache_clear(st); /* it may hold records the batch wrote */
-        rowids_forget(st);
+    } else if ((rc = db_commit(st->db, err)) < 0) { /* db_commit has rolled it back */
+        writes_lost(st);
     }
-    if (st->on_commit) st->on_commit(st->on_commit_udata, st->batch_seq, rc, err);
-    batch_offer(st, &mine, bounds, nb, rc == 0); /* one change set per write, in commit order */
+    if (st->on_commit) st->on_commit(st->on_commit_udata, c.seq, rc, err);
+    batch_offer(st, &c, rc == 0); /* one change set per write, in commit order */
     return rc;
 }
 

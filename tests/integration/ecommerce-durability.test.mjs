@@ -1,6 +1,6 @@
-// Durability of checkouts on the shipped config: a burst of pipelined checkouts, large
-// enough that their group commits go to the database's writer thread
-// (docs/internals/db.md), then kill -9 as soon as the last answer has arrived. After a
+// Durability of checkouts on the shipped config: 128 checkouts sent at once, so that the
+// turns taking them in hold 32 writes or more, which the database's writer thread
+// commits (docs/internals/db.md), then kill -9 as soon as the last answer has arrived. After a
 // restart on the same data directory every acknowledged order is there, paid, with its
 // ledger entry and audit entry; stock went down by exactly the units ordered; every
 // wallet balance still equals the sum of its ledger entries.

@@ -281,8 +281,9 @@ static int64_t db_int(db_t *db, const char *sql) {
     return v;
 }
 
-/* Queues "INSERT INTO t VALUES (id, v)"; returns whether it was queued. */
-static bool queue_insert(db_t *db, int64_t id, const char *v, int expect) {
+/* Queues "INSERT INTO t VALUES (id, v)", which must insert one row; returns whether
+ * it was queued. */
+static bool queue_insert(db_t *db, int64_t id, const char *v) {
     err_t err = ERR_INIT;
     db_stmt_t *q = db_prepare_queued(db, "INSERT INTO t(id, v) VALUES (?1, ?2)", &err);
     cr_assert_not_null(q, "%s", err.msg);
@@ -293,19 +294,19 @@ static bool queue_insert(db_t *db, int64_t id, const char *v, int expect) {
         db_done(q);
         return false;
     }
-    db_submit(q, expect);
+    db_submit(q, 1);
     return true;
 }
 
 Test(db_writer, queued_writes_run_in_order_before_anything_else) {
     db_t *db = writer_db();
     err_t err = ERR_INIT;
-    cr_assert_not(queue_insert(db, 1, "outside", 1), "outside a transaction a write runs at once");
+    cr_assert_not(queue_insert(db, 1, "outside"), "outside a transaction a write runs at once");
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
     char v[32];
     for (int i = 2; i <= 2001; i++) { /* past WRITER_KICK_AT: the writer runs while we queue */
         snprintf(v, sizeof v, "row %d", i);
-        cr_assert(queue_insert(db, i, v, 1));
+        cr_assert(queue_insert(db, i, v));
         if (i == 1000) cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 1000, "a read sees every write before it");
     }
     db_stmt_t *q = db_prepare_queued(db, "UPDATE t SET v = ?1 WHERE id = ?2", &err);
@@ -327,7 +328,7 @@ Test(db_writer, a_queued_write_keeps_its_values_after_the_caller_changes_them) {
     err_t err = ERR_INIT;
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
     char v[16] = "original";
-    cr_assert(queue_insert(db, 7, v, 1));
+    cr_assert(queue_insert(db, 7, v));
     strcpy(v, "changed!");
     cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
     db_stmt_t *q = db_prepare(db, "SELECT v FROM t WHERE id = 7", &err);
@@ -343,13 +344,13 @@ Test(db_writer, a_failed_queued_write_fails_the_whole_transaction) {
     db_t *db = writer_db();
     err_t err = ERR_INIT;
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
-    cr_assert(queue_insert(db, 1, "kept", 1));
+    cr_assert(queue_insert(db, 1, "kept"));
     cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
 
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
-    cr_assert(queue_insert(db, 2, "undone", 1));
-    cr_assert(queue_insert(db, 1, "duplicate", 1));
-    cr_assert(queue_insert(db, 3, "skipped", 1));
+    cr_assert(queue_insert(db, 2, "undone"));
+    cr_assert(queue_insert(db, 1, "duplicate"));
+    cr_assert(queue_insert(db, 3, "skipped"));
     db_stmt_t *q = db_prepare(db, "INSERT INTO t(id, v) VALUES (4, 'refused')", &err);
     cr_assert_eq(db_step(q, &err), DB_ERROR, "a write after the failure is refused");
     cr_assert_eq(err.code, ERR_INTERNAL);
@@ -361,7 +362,7 @@ Test(db_writer, a_failed_queued_write_fails_the_whole_transaction) {
     cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 1);
 
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
-    cr_assert(queue_insert(db, 5, "next", 1));
+    cr_assert(queue_insert(db, 5, "next"));
     cr_assert_eq(db_commit(db, &err), 0, "%s", err.msg);
     cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 2);
     cr_assert_eq(db_int(db, "SELECT count(*) FROM t WHERE id IN (1, 5)"), 2);
@@ -372,7 +373,7 @@ Test(db_writer, a_queued_write_that_changes_no_row_fails_the_transaction) {
     db_t *db = writer_db();
     err_t err = ERR_INIT;
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
-    cr_assert(queue_insert(db, 1, "a", 1));
+    cr_assert(queue_insert(db, 1, "a"));
     db_stmt_t *q = db_prepare_queued(db, "UPDATE t SET v = 'b' WHERE id = ?1", &err);
     db_bind_int(q, 1, 99); /* no such row */
     db_submit(q, 1);
@@ -389,7 +390,7 @@ Test(db_writer, a_queued_write_never_runs_outside_its_transaction) {
     err_t err = ERR_INIT;
     cr_assert_eq(db_begin(db, &err), 0, "%s", err.msg);
     cr_assert_eq(db_exec(db, "ROLLBACK", &err), 0, "%s", err.msg); /* behind the db's back */
-    cr_assert(queue_insert(db, 1, "alone", 1));
+    cr_assert(queue_insert(db, 1, "alone"));
     cr_assert_eq(db_commit(db, &err), -1);
     err_clear(&err);
     cr_assert_eq(db_int(db, "SELECT count(*) FROM t"), 0);
